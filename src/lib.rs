@@ -1,0 +1,149 @@
+//! testsigma-exporter: a Prometheus exporter for the users of a Testsigma Test Management
+//! account.
+//!
+//! How the parts fit:
+//!
+//! - [`config`] turns the command line and environment into validated [`Settings`].
+//! - [`api`] is the one client of the Testsigma API: it walks every page of
+//!   `GET {base}/users` with pacing and retries, decoding each page ([`api::page`]) straight
+//!   into a running tally.
+//! - [`census`] is pure counting: de-duplication, status normalisation, the label cap.
+//! - [`poller`] runs a poll on an interval and hands each complete [`census::Census`], or the
+//!   reason it failed, to [`metrics`], which swaps it in all at once.
+//! - [`server`] serves `/metrics`, `/healthz`, `/readyz` and `/` from what was last
+//!   published, never waiting for the poller.
+//! - [`demo`] is a simulated API on loopback for `--demo`.
+//!
+//! [`run`] wires them together until a shutdown signal; [`once`] polls once for `--once`.
+
+pub mod api;
+pub mod census;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod poller;
+pub mod server;
+
+use std::future::Future;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use config::{Cli, KeySource, LogFormat, LogLevel, Settings};
+use metrics::Metrics;
+use poller::Poller;
+
+/// Runs the exporter on `listener` until `shutdown` completes: polls in the background and
+/// serves the results. Returns once the server and the poller have stopped.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let settings = with_demo(settings, stopped.clone()).await?;
+    let metrics = Metrics::new();
+    let poller =
+        Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
+    let app = server::router(metrics, &settings.telemetry_path);
+    info!(
+        address = %listener.local_addr().context("listener has no address")?,
+        telemetry_path = %settings.telemetry_path,
+        base_url = %settings.base_url,
+        poll_interval = %humantime::format_duration(settings.poll_interval),
+        version = env!("CARGO_PKG_VERSION"),
+        "testsigma-exporter listening"
+    );
+    let polling = tokio::spawn(poller.run(stopped.clone()));
+    server::serve(listener, app, stopped)
+        .await
+        .context("the HTTP server failed")?;
+    polling.await.context("the poller stopped abnormally")?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Polls once; returns whether the poll succeeded and the exposition without `process_*`
+/// (which would clash with node_exporter's own when used with its textfile collector).
+pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
+    let (_stop, stopped) = watch::channel(false);
+    let settings = with_demo(settings, stopped).await?;
+    let metrics = Metrics::new();
+    let poller =
+        Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
+    let ok = poller.poll().await.is_ok();
+    Ok((ok, metrics.encode(false)))
+}
+
+/// With `--demo`, starts the simulated API and points the settings at it.
+async fn with_demo(
+    mut settings: Settings,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Settings> {
+    if settings.demo {
+        settings.base_url = demo::start(stopped)
+            .await
+            .context("cannot start the simulated API for --demo")?;
+        settings.key = KeySource::Env(SecretString::from(demo::DEMO_KEY));
+        info!(base_url = %settings.base_url, "demo mode: polling a simulated Testsigma API");
+    } else if settings.base_url.scheme() == "http" && !is_loopback(&settings.base_url) {
+        warn!(
+            base_url = %settings.base_url,
+            "--base-url is plain http to a host that is not loopback: the API key travels unencrypted; use https"
+        );
+    }
+    Ok(settings)
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Sets up logging to stderr in the chosen format.
+pub fn init_logging(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Trace => tracing::Level::TRACE,
+    };
+    // Our own events at the chosen level; the libraries' only from warn up, as their debug
+    // output (connection pools, parsers) says nothing an operator can act on.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("testsigma_exporter", level)
+        .with_default(level.min(tracing::Level::WARN));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .with_span_path(false)
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}

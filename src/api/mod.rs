@@ -1,0 +1,351 @@
+//! The Testsigma API client: one type that owns the HTTP client, its timeouts, pacing and
+//! retries, and walks every page of `GET {base}/users` into a [`Census`].
+
+mod error;
+mod pacing;
+pub mod page;
+mod walk;
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
+use reqwest::{redirect, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::census::{Census, Tally};
+use crate::metrics::Metrics;
+pub use error::{PollError, Reason};
+pub use pacing::{backoff, retry_after, Pacer};
+pub use walk::Walk;
+
+/// Largest response body read; a larger one fails the poll (`too_large`).
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Of an error response, only this much is read, to find "rate limit" or show an excerpt.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// How the client talks to the API.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub base_url: Url,
+    pub page_size: u32,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    /// Requests per second; `None` for no limit.
+    pub max_request_rate: Option<f64>,
+}
+
+/// Numbers about one successful walk, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkStats {
+    pub pages: u64,
+}
+
+/// The Testsigma client. Cheap to share by reference; one per process.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    users_url: Url,
+    page_size: u32,
+    max_retries: u32,
+    pacer: Pacer,
+    metrics: Metrics,
+}
+
+/// The outcome of one HTTP attempt that did not produce a page.
+enum Failure {
+    /// Give up at once.
+    Fatal(PollError),
+    /// Worth another try, after at least `wait` (on top of the backoff if `jitter`).
+    Retry {
+        error: PollError,
+        wait: Duration,
+        jitter: bool,
+    },
+}
+
+impl Client {
+    pub fn new(config: &ClientConfig, metrics: Metrics) -> Result<Self, reqwest::Error> {
+        let origin = config.base_url.origin();
+        // Redirects are followed only within the API's origin, so the key never travels on.
+        let policy = redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, "application/json".parse().expect("static header"));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("testsigma-exporter/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .redirect(policy)
+            .build()?;
+        let mut users_url = config.base_url.clone();
+        users_url
+            .path_segments_mut()
+            .expect("base URL is http(s) with a host")
+            .pop_if_empty()
+            .push("users");
+        Ok(Self {
+            http,
+            users_url,
+            page_size: config.page_size,
+            max_retries: config.max_retries,
+            pacer: Pacer::new(config.max_request_rate),
+            metrics,
+        })
+    }
+
+    /// `{base}/users`.
+    pub fn users_url(&self) -> &Url {
+        &self.users_url
+    }
+
+    /// Walks every page and counts the users. Nothing is published here: the caller gets the
+    /// whole census or an error. Dropping the future cancels the walk, waits included.
+    pub async fn census(
+        &self,
+        key: &SecretString,
+        max_statuses: usize,
+    ) -> Result<(Census, WalkStats), PollError> {
+        let mut walk = Walk::new(&self.users_url, self.page_size);
+        let mut tally = Tally::default();
+        let mut body = Vec::new();
+        let mut url = walk.first();
+        loop {
+            self.fetch(&url, key, &mut body).await?;
+            let page = page::decode(&body).map_err(|e| PollError::Decode(e.to_string()))?;
+            if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
+                tally.set_reported(total);
+                tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
+            }
+            let mut new = 0;
+            for user in &page.users {
+                let id = user.id.as_ref().map(|t| t.as_str());
+                let status = user.status.as_ref().map(|t| t.as_str());
+                new += usize::from(tally.add(id, status));
+            }
+            debug!(url = %url, users = page.users.len(), new, "page");
+            match walk.next(
+                page.users.len(),
+                new,
+                page.total_count,
+                page.next.as_deref(),
+            )? {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let stats = WalkStats {
+            pages: walk.pages(),
+        };
+        Ok((tally.finish(max_statuses), stats))
+    }
+
+    /// GETs one page into `body`, with pacing and retries.
+    async fn fetch(
+        &self,
+        url: &Url,
+        key: &SecretString,
+        body: &mut Vec<u8>,
+    ) -> Result<(), PollError> {
+        let mut attempt = 0;
+        loop {
+            self.pacer.wait().await;
+            let (error, wait, jitter) = match self.attempt(url, key, body).await {
+                Ok(()) => return Ok(()),
+                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::Retry {
+                    error,
+                    wait,
+                    jitter,
+                }) => (error, wait, jitter),
+            };
+            if attempt >= self.max_retries {
+                return Err(error);
+            }
+            let delay = if jitter {
+                wait.max(backoff(attempt, rand::random::<f64>()))
+            } else {
+                wait
+            };
+            attempt += 1;
+            warn!(
+                error = %error,
+                retry = attempt,
+                of = self.max_retries,
+                in_ms = delay.as_millis() as u64,
+                "request failed, retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        url: &Url,
+        key: &SecretString,
+        body: &mut Vec<u8>,
+    ) -> Result<(), Failure> {
+        let sent = self
+            .http
+            .get(url.clone())
+            .bearer_auth(key.expose_secret())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                self.metrics.api_request("error");
+                return Err(transport_failure(&e));
+            }
+        };
+        let status = response.status();
+        self.metrics.api_request(status.as_str());
+        self.note_quota(response.headers());
+        if status.is_success() {
+            return read_body(&mut response, body, MAX_BODY_BYTES)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge => Failure::Fatal(PollError::TooLarge {
+                        limit: MAX_BODY_BYTES,
+                    }),
+                    BodyError::Transport(e) => transport_failure(&e),
+                });
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, SystemTime::now()));
+        let mut excerpt_buf = Vec::new();
+        // The error body helps the log and tells a rate limit apart; it is optional.
+        let _ = read_body(&mut response, &mut excerpt_buf, MAX_ERROR_BODY_BYTES).await;
+        let code = status.as_u16();
+        let http_error = |hint: &str| PollError::Http {
+            status: code,
+            url: url.to_string(),
+            hint: format!("{hint}{}", api_message(&excerpt_buf)),
+        };
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Failure::Fatal(PollError::Auth { status: code })
+            }
+            StatusCode::NOT_FOUND => Failure::Fatal(http_error(
+                "; is --base-url right? It should end in /api/v1",
+            )),
+            StatusCode::TOO_MANY_REQUESTS => Failure::Retry {
+                error: PollError::RateLimited { status: code },
+                wait: retry_after.unwrap_or(Duration::from_secs(1)),
+                jitter: retry_after.is_none(),
+            },
+            s if s.is_server_error() && mentions_rate_limit(&excerpt_buf) => Failure::Retry {
+                error: PollError::RateLimited { status: code },
+                wait: retry_after
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_secs(1)),
+                jitter: true,
+            },
+            s if s.is_server_error() => Failure::Retry {
+                error: http_error(""),
+                wait: Duration::ZERO,
+                jitter: true,
+            },
+            s if s.is_redirection() => Failure::Fatal(http_error(
+                "; a redirect to another origin is not followed, so the key stays with the API",
+            )),
+            _ => Failure::Fatal(http_error("")),
+        })
+    }
+
+    /// Exports the quota header and pauses when it is spent.
+    fn note_quota(&self, headers: &HeaderMap) {
+        let remaining = headers
+            .get("x-tms-api-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if let Some(remaining) = remaining {
+            self.metrics.rate_limit_remaining(remaining);
+            if remaining <= 0.0 {
+                debug!("API quota spent (x-tms-api-remaining: 0), pausing 1 s");
+                self.pacer.hold_off(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Failure {
+    // reqwest errors name the URL (never the headers); the key is not in them.
+    let detail = error_chain(e);
+    let error = if e.is_timeout() {
+        PollError::Timeout { detail }
+    } else {
+        PollError::Connect { detail }
+    };
+    Failure::Retry {
+        error,
+        wait: Duration::ZERO,
+        jitter: true,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn mentions_rate_limit(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body)
+        .to_ascii_lowercase()
+        .contains("rate limit")
+}
+
+/// The API's own words about an error, if the body has them.
+fn api_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            message: Some(message),
+        }) if !message.is_empty() => format!(" (API says: {message:?})"),
+        _ if body.is_empty() => String::new(),
+        _ => format!(" (body starts with {})", page::excerpt(body)),
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads the body into `buf` (cleared first) chunk by chunk, stopping past `limit` bytes.
+async fn read_body(
+    response: &mut reqwest::Response,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), BodyError> {
+    buf.clear();
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Decoding one page of `GET /users`, straight from the body bytes.
+//!
+//! Only `data[].id`, `data[].status`, `page_info.next` and `page_info.total_count` are read;
+//! strings borrow from the body where they can and everything else is skipped unparsed.
+//! Tolerated shapes: `data` as an array or as `{"users": [...]}`, `page_info` absent, `next`
+//! empty, null or absent, ids as strings or numbers.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// One decoded page.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page<'a> {
+    pub users: Vec<User<'a>>,
+    /// The next page: a URL, a path or an opaque cursor; `None` when the walk is over.
+    pub next: Option<Cow<'a, str>>,
+    pub total_count: Option<u64>,
+}
+
+/// The fields of a user that are counted.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub struct User<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub status: Option<Text<'a>>,
+}
+
+/// A string borrowed from the body when it has no escapes; numbers are taken as their text.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a body is not a page.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(String);
+
+/// Decodes a page. The error says what was wrong, never more than a short excerpt of the body.
+pub fn decode(body: &[u8]) -> Result<Page<'_>, DecodeError> {
+    let raw: RawPage<'_> = serde_json::from_slice(body).map_err(|e| {
+        DecodeError(format!(
+            "response is not a Testsigma users page ({e}); body starts with {}",
+            excerpt(body)
+        ))
+    })?;
+    let Some(users) = raw.data else {
+        return Err(DecodeError(format!(
+            "response has no \"data\" list of users; body starts with {}",
+            excerpt(body)
+        )));
+    };
+    let info = raw.page_info.unwrap_or_default();
+    let next = info
+        .next
+        .map(|t| t.0)
+        .filter(|next| !next.trim().is_empty());
+    Ok(Page {
+        users: users.0,
+        next,
+        total_count: info.total_count,
+    })
+}
+
+/// At most 120 characters of a body, on one line, for log messages.
+pub fn excerpt(body: &[u8]) -> String {
+    const MAX: usize = 120;
+    let text = String::from_utf8_lossy(&body[..body.len().min(MAX * 4)]);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    if text.chars().count() > MAX || body.len() > MAX * 4 {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+#[derive(Deserialize)]
+struct RawPage<'a> {
+    #[serde(default, borrow)]
+    data: Option<Users<'a>>,
+    #[serde(default, borrow)]
+    page_info: Option<PageInfo<'a>>,
+}
+
+#[derive(Default, Deserialize)]
+struct PageInfo<'a> {
+    #[serde(default, borrow)]
+    next: Option<Text<'a>>,
+    #[serde(default)]
+    total_count: Option<u64>,
+}
+
+/// `data`: a bare array of users, or an object holding it under `users`.
+struct Users<'a>(Vec<User<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Users<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Users<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of users or an object with a \"users\" array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut users = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1000));
+                while let Some(user) = seq.next_element()? {
+                    users.push(user);
+                }
+                Ok(Users(users))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "users" && found.is_none() {
+                        found = Some(map.next_value::<Users<'a>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                found.ok_or_else(|| de::Error::missing_field("users"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn summary(page: &Page<'_>) -> Vec<(String, String)> {
+        page.users
+            .iter()
+            .map(|u| {
+                let s = |t: &Option<Text<'_>>| t.as_ref().map_or("-", |t| t.as_str()).to_owned();
+                (s(&u.id), s(&u.status))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn documented_page() {
+        let body = fixture("users-documented.json");
+        let page = decode(&body).unwrap();
+        assert_eq!(
+            summary(&page),
+            [
+                (
+                    "5f9a82b6-4e79-4162-9da6-7a3c2e5f4183".into(),
+                    "active".into()
+                ),
+                (
+                    "6a0b93c7-5f80-4273-8eb7-8b4d3f6a5294".into(),
+                    "inactive".into()
+                )
+            ]
+        );
+        assert_eq!(page.next, None);
+        assert_eq!(page.total_count, Some(2));
+        // Plain strings are borrowed from the body, not copied.
+        assert!(matches!(page.users[0].id, Some(Text(Cow::Borrowed(_)))));
+    }
+
+    #[test]
+    fn cursor_page_with_upper_case_and_extra_fields() {
+        let body = fixture("users-cursor-page.json");
+        let page = decode(&body).unwrap();
+        assert_eq!(page.users.len(), 2);
+        assert_eq!(page.users[1].status.as_ref().unwrap().as_str(), "INVITED");
+        assert!(page
+            .next
+            .as_deref()
+            .unwrap()
+            .starts_with("W3siZmllbGQiOiAidXNlcnMu"));
+        assert_eq!(page.total_count, Some(5));
+    }
+
+    #[test]
+    fn bare_array_without_page_info() {
+        let body = fixture("users-bare-array.json");
+        let page = decode(&body).unwrap();
+        assert_eq!(page.users.len(), 2);
+        assert_eq!((page.next, page.total_count), (None, None));
+    }
+
+    #[test]
+    fn wrapped_data_with_null_next() {
+        let body = fixture("users-wrapped.json");
+        let page = decode(&body).unwrap();
+        assert_eq!(summary(&page)[1].1, "inactive");
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn odd_but_valid_fields() {
+        let body = br#"{"data":[{"id":7,"status":null},{"id":"a\"b"},{"status":"x"}],
+                        "page_info":{"next":"  "}}"#;
+        let page = decode(body).unwrap();
+        assert_eq!(
+            summary(&page),
+            [
+                ("7".into(), "-".into()),
+                ("a\"b".into(), "-".into()),
+                ("-".into(), "x".into())
+            ]
+        );
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn error_bodies_are_decode_errors_with_an_excerpt() {
+        for body in [
+            fixture("error-401.json"),
+            fixture("error-rate-limit-500.json"),
+            b"<html><body>502 Bad Gateway</body></html>".to_vec(),
+            b"{\"data\": {\"projects\": []}}".to_vec(),
+            b"{\"data\": [1, 2]}".to_vec(),
+            b"".to_vec(),
+        ] {
+            let err = decode(&body).unwrap_err().to_string();
+            assert!(err.contains("body starts with"), "{err}");
+        }
+        let err = decode(&[b'x'; 10_000]).unwrap_err().to_string();
+        assert!(err.len() < 400, "excerpt is bounded: {err}");
+    }
+}

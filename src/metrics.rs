@@ -1,0 +1,340 @@
+//! Every collector the exporter serves, in one type. A poll's results go in through
+//! [`Metrics::publish`] or [`Metrics::fail`] in one step; [`Metrics::encode`] renders them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::api::Reason;
+use crate::census::Census;
+
+/// For the label-less vectors below.
+const NO_LABELS: &[&str] = &[];
+const FROM_POLL: &str = "from a background poll of the Testsigma API";
+
+/// The exporter's metrics. Clones share the same collectors.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    process: Registry,
+    /// Held for writing while a poll's results are swapped in, for reading while encoding,
+    /// so a scrape never sees half of a poll.
+    swap: RwLock<()>,
+    ready: AtomicBool,
+    users: GaugeVec,
+    by_status: GaugeVec,
+    reported: GaugeVec,
+    up: Gauge,
+    last_success: GaugeVec,
+    duration: Gauge,
+    polls: IntCounterVec,
+    errors: IntCounterVec,
+    requests: IntCounterVec,
+    remaining: GaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        // Series without labels that must not exist before their first value are vectors
+        // with no label names: they appear on the first `with_label_values(NO_LABELS)`.
+        let users = GaugeVec::new(
+            Opts::new(
+                "testsigma_users",
+                format!("Distinct users counted, {FROM_POLL}."),
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        let by_status = GaugeVec::new(
+            Opts::new(
+                "testsigma_users_by_status",
+                format!("Users per normalised status (lower case; unknown if missing; other past --max-statuses), {FROM_POLL}."),
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let reported = GaugeVec::new(
+            Opts::new(
+                "testsigma_users_reported",
+                format!("Total user count the API reported in page_info.total_count, {FROM_POLL}."),
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        let up = Gauge::new(
+            "testsigma_up",
+            "1 if the last background poll of the Testsigma API succeeded, else 0.",
+        )
+        .expect("valid metric");
+        let last_success = GaugeVec::new(
+            Opts::new(
+                "testsigma_last_successful_poll_timestamp_seconds",
+                "Unix time the last successful background poll of the Testsigma API finished.",
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        let duration = Gauge::new(
+            "testsigma_poll_duration_seconds",
+            "Duration of the last background poll of the Testsigma API, in seconds.",
+        )
+        .expect("valid metric");
+        let polls = IntCounterVec::new(
+            Opts::new(
+                "testsigma_polls_total",
+                "Background polls of the Testsigma API finished, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "testsigma_poll_errors_total",
+                "Failed background polls of the Testsigma API, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "testsigma_api_requests_total",
+                "HTTP requests sent to the Testsigma API by the background poll, by status code (error if none came back).",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let remaining = GaugeVec::new(
+            Opts::new(
+                "testsigma_api_rate_limit_remaining",
+                format!("Requests left in the API's rate-limit window (x-tms-api-remaining), {FROM_POLL}."),
+            ),
+            &[],
+        )
+        .expect("valid metric");
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "testsigma_exporter_build_info",
+                "Version and revision testsigma-exporter was built from; always 1.",
+            ),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("TESTSIGMA_EXPORTER_REVISION"),
+            ])
+            .set(1.0);
+        for result in ["success", "failure"] {
+            polls.with_label_values(&[result]);
+        }
+        for reason in Reason::ALL {
+            errors.with_label_values(&[reason.as_str()]);
+        }
+        reg(Box::new(users.clone()));
+        reg(Box::new(by_status.clone()));
+        reg(Box::new(reported.clone()));
+        reg(Box::new(up.clone()));
+        reg(Box::new(last_success.clone()));
+        reg(Box::new(duration.clone()));
+        reg(Box::new(polls.clone()));
+        reg(Box::new(errors.clone()));
+        reg(Box::new(requests.clone()));
+        reg(Box::new(remaining.clone()));
+        reg(Box::new(build_info));
+
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process collector registers once");
+
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                process,
+                swap: RwLock::new(()),
+                ready: AtomicBool::new(false),
+                users,
+                by_status,
+                reported,
+                up,
+                last_success,
+                duration,
+                polls,
+                errors,
+                requests,
+                remaining,
+            }),
+        }
+    }
+
+    /// Swaps in a successful poll's census, all series at once.
+    pub fn publish(&self, census: &Census, took: Duration, finished: SystemTime) {
+        let m = &*self.inner;
+        let _swap = m.swap.write().unwrap_or_else(|e| e.into_inner());
+        m.users
+            .with_label_values(NO_LABELS)
+            .set(census.total as f64);
+        m.by_status.reset();
+        for (status, n) in &census.by_status {
+            m.by_status.with_label_values(&[status]).set(*n as f64);
+        }
+        match census.reported {
+            Some(n) => m.reported.with_label_values(NO_LABELS).set(n as f64),
+            None => m.reported.reset(),
+        }
+        let unix = finished
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        m.last_success
+            .with_label_values(NO_LABELS)
+            .set(unix.as_secs_f64());
+        m.duration.set(took.as_secs_f64());
+        m.up.set(1.0);
+        m.polls.with_label_values(&["success"]).inc();
+        m.ready.store(true, Ordering::Release);
+    }
+
+    /// Records a failed poll; the last good user counts stay as they are.
+    pub fn fail(&self, reason: Reason, took: Duration) {
+        let m = &*self.inner;
+        let _swap = m.swap.write().unwrap_or_else(|e| e.into_inner());
+        m.duration.set(took.as_secs_f64());
+        m.up.set(0.0);
+        m.polls.with_label_values(&["failure"]).inc();
+        m.errors.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Counts one request sent to the API, by status code or `error`.
+    pub fn api_request(&self, code: &str) {
+        self.inner.requests.with_label_values(&[code]).inc();
+    }
+
+    /// Records the API's `x-tms-api-remaining`.
+    pub fn rate_limit_remaining(&self, remaining: f64) {
+        self.inner
+            .remaining
+            .with_label_values(NO_LABELS)
+            .set(remaining);
+    }
+
+    /// True once a poll has succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The text exposition (format 0.0.4); with the `process_*` metrics when `process`.
+    pub fn encode(&self, process: bool) -> Vec<u8> {
+        let mut families = {
+            let _swap = self.inner.swap.read().unwrap_or_else(|e| e.into_inner());
+            self.inner.registry.gather()
+        };
+        if process {
+            families.extend(self.inner.process.gather());
+        }
+        let mut out = Vec::with_capacity(4096);
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("encoding to a Vec cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        String::from_utf8(m.encode(false)).unwrap()
+    }
+
+    fn census(total: u64, statuses: &[(&str, u64)], reported: Option<u64>) -> Census {
+        Census {
+            total,
+            by_status: statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
+            reported,
+        }
+    }
+
+    #[test]
+    fn before_the_first_poll_no_user_series_and_down() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(!t.contains("\ntestsigma_users"), "{t}");
+        assert!(t.contains("\ntestsigma_up 0\n"), "{t}");
+        assert!(
+            !t.contains("testsigma_last_successful_poll_timestamp_seconds "),
+            "{t}"
+        );
+        for reason in Reason::ALL {
+            let line = format!(
+                "testsigma_poll_errors_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(t.contains(&line), "{line} missing in {t}");
+        }
+        assert!(t.contains("testsigma_polls_total{result=\"failure\"} 0\n"));
+        assert!(t.contains("testsigma_polls_total{result=\"success\"} 0\n"));
+        assert!(t.contains("testsigma_exporter_build_info{revision="));
+        assert!(!m.is_ready());
+    }
+
+    #[test]
+    fn publish_then_fail_keeps_the_last_good_counts() {
+        let m = Metrics::new();
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        m.publish(
+            &census(3, &[("active", 2), ("gone", 1), ("inactive", 0)], Some(3)),
+            Duration::from_millis(1500),
+            at,
+        );
+        m.publish(
+            &census(2, &[("active", 2), ("inactive", 0)], None),
+            Duration::from_millis(250),
+            at,
+        );
+        m.fail(Reason::Timeout, Duration::from_secs(2));
+        let t = text(&m);
+        assert!(t.contains("\ntestsigma_users 2\n"), "{t}");
+        assert!(t.contains("testsigma_users_by_status{status=\"active\"} 2\n"));
+        assert!(!t.contains("gone"), "a vanished status is dropped: {t}");
+        assert!(!t.contains("testsigma_users_reported "), "{t}");
+        assert!(t.contains("\ntestsigma_up 0\n"));
+        assert!(t.contains("testsigma_poll_duration_seconds 2\n"));
+        assert!(t.contains("testsigma_last_successful_poll_timestamp_seconds 1700000000\n"));
+        assert!(t.contains("testsigma_polls_total{result=\"success\"} 2\n"));
+        assert!(t.contains("testsigma_poll_errors_total{reason=\"timeout\"} 1\n"));
+        assert!(m.is_ready());
+    }
+
+    #[test]
+    fn process_metrics_only_when_asked() {
+        let m = Metrics::new();
+        let with = String::from_utf8(m.encode(true)).unwrap();
+        assert_eq!(
+            with.contains("process_resident_memory_bytes"),
+            cfg!(target_os = "linux")
+        );
+        assert!(!text(&m).contains("process_"));
+    }
+}

@@ -1,0 +1,119 @@
+//! The polling loop: load the key, walk the pages, publish all or nothing, on an interval
+//! measured start to start; polls never overlap and shutdown cancels the one in flight.
+
+use std::time::{Instant, SystemTime};
+
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tracing::{error, info};
+
+use crate::api::{Client, ClientConfig, PollError};
+use crate::census::Census;
+use crate::config::{KeySource, Settings};
+use crate::metrics::Metrics;
+
+/// Polls the API and publishes into [`Metrics`].
+#[derive(Debug)]
+pub struct Poller {
+    client: Client,
+    key: KeySource,
+    metrics: Metrics,
+    interval: std::time::Duration,
+    max_statuses: usize,
+}
+
+impl Poller {
+    pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, reqwest::Error> {
+        let config = ClientConfig {
+            base_url: settings.base_url.clone(),
+            page_size: settings.page_size,
+            request_timeout: settings.request_timeout,
+            max_retries: settings.max_retries,
+            max_request_rate: settings.max_request_rate,
+        };
+        Ok(Self {
+            client: Client::new(&config, metrics.clone())?,
+            key: settings.key.clone(),
+            metrics,
+            interval: settings.poll_interval,
+            max_statuses: settings.max_statuses,
+        })
+    }
+
+    /// One poll: on success the census is published in one step, on failure only the
+    /// failure is recorded and the last good counts stay.
+    pub async fn poll(&self) -> Result<Census, PollError> {
+        let started = Instant::now();
+        let result = match load_key(&self.key).await {
+            Ok(key) => self.client.census(&key, self.max_statuses).await,
+            Err(e) => Err(e),
+        };
+        let took = started.elapsed();
+        match result {
+            Ok((census, stats)) => {
+                self.metrics.publish(&census, took, SystemTime::now());
+                info!(
+                    users = census.total,
+                    statuses = census.by_status.len(),
+                    pages = stats.pages,
+                    duration_ms = took.as_millis() as u64,
+                    "poll succeeded"
+                );
+                Ok(census)
+            }
+            Err(e) => {
+                self.metrics.fail(e.reason(), took);
+                error!(
+                    reason = e.reason().as_str(),
+                    duration_ms = took.as_millis() as u64,
+                    error = %e,
+                    "poll failed; the last good values stay published"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Polls at start-up and then every interval until `shutdown` turns true.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(self.interval);
+        // A poll longer than the interval delays the next one instead of bunching them up.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    info!("shutting down: poll in flight cancelled");
+                    break;
+                }
+                _ = self.poll() => {}
+            }
+        }
+    }
+}
+
+/// The key for this poll; a key file is read afresh each time so a rotated Secret applies.
+async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
+    match source {
+        KeySource::Env(key) => Ok(key.clone()),
+        KeySource::File(path) => {
+            let key_error = |source| PollError::KeyFile {
+                path: path.clone(),
+                source,
+            };
+            let text = tokio::fs::read_to_string(path).await.map_err(key_error)?;
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(key_error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the file is empty",
+                )));
+            }
+            Ok(SecretString::from(key.to_owned()))
+        }
+    }
+}

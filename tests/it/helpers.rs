@@ -1,0 +1,203 @@
+//! Shared test helpers: start the exporter against a mock API, scrape it, read values.
+//! Set `TEST_LOG=1` to see the exporter's logs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{json, Value};
+use testsigma_exporter::{Cli, Settings};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The key the mock API expects.
+pub const KEY: &str = "test-key-0123456789";
+
+/// Path of a fixture under `tests/fixtures/`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A fixture's JSON.
+pub fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture_path(name)).expect("fixture exists");
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+/// Logs to the test output when `TEST_LOG` is set.
+pub fn init_test_log() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// Settings as the binary would build them from `args`, with the API key in the environment
+/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget).
+pub fn settings(base_url: &str, args: &[&str]) -> Settings {
+    let mut argv = vec![
+        "testsigma-exporter".to_owned(),
+        "--base-url".to_owned(),
+        base_url.to_owned(),
+        "--max-request-rate".to_owned(),
+        "0".to_owned(),
+        "--request-timeout".to_owned(),
+        "2s".to_owned(),
+        "--max-retries".to_owned(),
+        "0".to_owned(),
+    ];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    Cli::try_parse_from(argv)
+        .expect("test arguments parse")
+        .into_settings(Some(KEY.to_owned()))
+        .expect("test settings are valid")
+}
+
+/// The mock API's base URL (`{mock}/api/v1`).
+pub fn base_url(mock: &MockServer) -> String {
+    format!("{}/api/v1", mock.uri())
+}
+
+/// A users page body in the documented shape.
+pub fn page(users: &[(&str, &str)], next: Value, total: Option<u64>) -> Value {
+    let data: Vec<Value> = users
+        .iter()
+        .map(|(id, status)| json!({"id": id, "email": format!("{id}@example.com"), "status": status}))
+        .collect();
+    let mut body = json!({"message": "", "data": data, "page_info": {"next": next}});
+    if let Some(total) = total {
+        body["page_info"]["total_count"] = json!(total);
+    }
+    body
+}
+
+/// Mounts a 200 JSON answer for `GET /api/v1/users` (any query) on `mock`.
+pub async fn mount_users(mock: &MockServer, body: Value) {
+    Mock::given(method("GET"))
+        .and(path("/api/v1/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(mock)
+        .await;
+}
+
+/// The exporter running in this process on a loopback port.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the exporter with `settings` on `127.0.0.1:0`.
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    init_test_log();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(testsigma_exporter::run(settings, listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GETs `path`; returns the status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self.http.get(self.url(path)).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// The `/metrics` text.
+    pub async fn scrape(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "scrape failed: {body}");
+        body
+    }
+
+    /// Scrapes until `done` holds for the text, or panics after `timeout`.
+    pub async fn scrape_until(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.scrape().await;
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not met within {timeout:?}; last scrape:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for `testsigma_polls_total` (success + failure) to reach `n`.
+    pub async fn wait_polls(&self, n: f64) -> String {
+        self.scrape_until(Duration::from_secs(20), |t| polls(t) >= n)
+            .await
+    }
+
+    /// Stops the exporter and waits for it, returning what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("running").await.expect("run task")
+    }
+}
+
+/// The value of the series `name` (with its labels, e.g. `x{a="b"}`), if present.
+pub fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Finished polls, successful or not.
+pub fn polls(text: &str) -> f64 {
+    value(text, r#"testsigma_polls_total{result="success"}"#).unwrap_or(0.0)
+        + value(text, r#"testsigma_polls_total{result="failure"}"#).unwrap_or(0.0)
+}
+
+/// `status -> count` for every `testsigma_users_by_status` series.
+pub fn by_status(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("testsigma_users_by_status{status=\"")?;
+            let (status, rest) = rest.split_once("\"} ")?;
+            Some((status.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Path of the compiled exporter binary.
+pub fn exporter_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_testsigma-exporter")
+}
