@@ -56,13 +56,21 @@ pub async fn run(
     let poller =
         Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
     let mut app = server::router(metrics, &settings.telemetry_path);
+    let (mut tls, mut basic_auth) = (false, false);
     if let Some(web) = &settings.web_config {
         app = web::protect(app, web.clone());
+        (tls, basic_auth) = (web.tls_enabled(), web.auth_enabled());
+        if basic_auth && !tls {
+            warn!(
+                file = %web.path().display(),
+                "basic_auth_users without tls_server_config: passwords travel unencrypted"
+            );
+        }
     }
     info!(
         address = %listener.local_addr().context("listener has no address")?,
-        tls = settings.web_config.as_ref().is_some_and(|w| w.tls_enabled()),
-        basic_auth = settings.web_config.as_ref().is_some_and(|w| w.auth_enabled()),
+        tls,
+        basic_auth,
         telemetry_path = %settings.telemetry_path,
         base_url = %settings.base_url,
         poll_interval = %humantime::format_duration(settings.poll_interval),
