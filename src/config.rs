@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
+
+use crate::web::WebConfig;
 
 /// Default API root of Testsigma Test Management.
 pub const DEFAULT_BASE_URL: &str = "https://test-management.testsigma.com/api/v1";
@@ -125,6 +128,15 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// TLS and basic-auth configuration, in the Prometheus exporter-toolkit web config format
+    /// (as for node_exporter); re-read when it changes. Without it: plain HTTP, no auth.
+    #[arg(
+        long = "web.config.file",
+        env = "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
     /// Poll once, print the exposition to stdout and exit: 0 on success, 1 on failure.
     #[arg(long)]
     pub once: bool,
@@ -174,6 +186,8 @@ pub struct Settings {
     /// Requests per second; `None` means no limit.
     pub max_request_rate: Option<f64>,
     pub max_statuses: usize,
+    /// TLS and basic auth from `--web.config.file`, checked at start-up; `None`: plain HTTP.
+    pub web_config: Option<Arc<WebConfig>>,
     pub once: bool,
     pub demo: bool,
 }
@@ -194,6 +208,15 @@ impl ConfigError {
             env,
             problem: problem.into(),
         }
+    }
+
+    /// A web configuration file that cannot be used.
+    pub fn web_config(problem: impl Into<String>) -> Self {
+        Self::new(
+            "--web.config.file",
+            "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
+            problem,
+        )
     }
 
     /// A listen address that cannot be used.
@@ -278,6 +301,12 @@ impl Cli {
                 3,
                 10_000,
             )? as usize,
+            web_config: match &self.web_config_file {
+                Some(path) => Some(Arc::new(
+                    WebConfig::load(path).map_err(ConfigError::web_config)?,
+                )),
+                None => None,
+            },
             once: self.once,
             demo: self.demo,
         })
@@ -410,6 +439,7 @@ mod tests {
         assert_eq!(s.max_retries, 3);
         assert_eq!(s.max_request_rate, Some(5.0));
         assert_eq!(s.max_statuses, 20);
+        assert!(s.web_config.is_none());
     }
 
     #[test]
@@ -455,6 +485,11 @@ mod tests {
                 &["--web.telemetry-path", "metrics"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+            ),
+            (
+                &["--web.config.file", "/nonexistent/web.yml"],
+                "--web.config.file",
+                "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
             ),
         ] {
             let msg = settings(args).expect_err("must be rejected");

@@ -43,7 +43,7 @@ pub async fn start(shutdown: watch::Receiver<bool>) -> std::io::Result<Url> {
     let app = Router::new()
         .route("/api/v1/users", get(users))
         .with_state(sim);
-    tokio::spawn(crate::server::serve(listener, app, shutdown));
+    tokio::spawn(crate::server::serve(listener, app, None, shutdown));
     Ok(Url::parse(&format!("http://{addr}/api/v1")).expect("valid URL"))
 }
 

@@ -12,6 +12,8 @@
 //!   reason it failed, to [`metrics`], which swaps it in all at once.
 //! - [`server`] serves `/metrics`, `/healthz`, `/readyz` and `/` from what was last
 //!   published, never waiting for the poller.
+//! - [`web`] adds TLS, basic auth and response headers from `--web.config.file`, reloading
+//!   the file and its certificates when they change.
 //! - [`demo`] is a simulated API on loopback for `--demo`.
 //!
 //! [`run`] wires them together until a shutdown signal; [`once`] polls once for `--once`.
@@ -23,6 +25,7 @@ pub mod demo;
 pub mod metrics;
 pub mod poller;
 pub mod server;
+pub mod web;
 
 use std::future::Future;
 
@@ -52,9 +55,22 @@ pub async fn run(
     let metrics = Metrics::new();
     let poller =
         Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
-    let app = server::router(metrics, &settings.telemetry_path);
+    let mut app = server::router(metrics, &settings.telemetry_path);
+    let (mut tls, mut basic_auth) = (false, false);
+    if let Some(web) = &settings.web_config {
+        app = web::protect(app, web.clone());
+        (tls, basic_auth) = (web.tls_enabled(), web.auth_enabled());
+        if basic_auth && !tls {
+            warn!(
+                file = %web.path().display(),
+                "basic_auth_users without tls_server_config: passwords travel unencrypted"
+            );
+        }
+    }
     info!(
         address = %listener.local_addr().context("listener has no address")?,
+        tls,
+        basic_auth,
         telemetry_path = %settings.telemetry_path,
         base_url = %settings.base_url,
         poll_interval = %humantime::format_duration(settings.poll_interval),
@@ -62,7 +78,7 @@ pub async fn run(
         "testsigma-exporter listening"
     );
     let polling = tokio::spawn(poller.run(stopped.clone()));
-    server::serve(listener, app, stopped)
+    server::serve(listener, app, settings.web_config.clone(), stopped)
         .await
         .context("the HTTP server failed")?;
     polling.await.context("the poller stopped abnormally")?;

@@ -2,7 +2,7 @@
 //!
 //! Handlers only read what the poller last published, so a scrape answers at once whatever
 //! the poller is doing. The serve loop bounds what clients can cost: connections at once,
-//! header size, and the time to send headers.
+//! header size, and the time to send headers (and to finish a TLS handshake).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,13 +17,16 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tower_http::compression::CompressionLayer;
 use tracing::{debug, warn};
 
 use crate::config::{listen_addrs, ConfigError};
 use crate::metrics::Metrics;
+use crate::web::WebConfig;
 
 /// Connections served at once; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -118,10 +121,12 @@ pub async fn bind(raw: &str) -> Result<TcpListener, ConfigError> {
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then gives open connections
-/// [`SHUTDOWN_GRACE`] to finish.
+/// [`SHUTDOWN_GRACE`] to finish. With a web configuration that has TLS, each connection
+/// first completes a TLS handshake with the certificate in force at that moment.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    web: Option<Arc<WebConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -144,11 +149,29 @@ pub async fn serve(
         };
         debug!(%peer, "connection");
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let service = TowerToHyperService::new(app.clone());
+        let (http, watcher, web) = (http.clone(), graceful.watcher(), web.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let tls = web.and_then(|web| web.current().tls.clone());
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => match handshake(&acceptor, stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(http.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Err(e) => {
+                        debug!(%peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(slot);
@@ -161,6 +184,35 @@ pub async fn serve(
     }
     Ok(())
 }
+
+/// A TLS handshake within [`HEADER_READ_TIMEOUT`]. A client that speaks plain HTTP to the
+/// TLS port gets a 400 that says so, as Go's servers answer, instead of a bare reset.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    mut stream: TcpStream,
+) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first))
+        .await
+        .map_err(|_| timed_out())??;
+    // A TLS record starts with 0x16 (handshake); an HTTP request with a method name.
+    if peeked == 1 && first[0].is_ascii_uppercase() {
+        let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
+        let _ = stream.shutdown().await;
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "plain HTTP sent to the TLS listener",
+        ));
+    }
+    tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| timed_out())?
+}
+
+const PLAIN_HTTP_TO_TLS: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Connection: close\r\nContent-Length: 48\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 /// Waits for a free connection slot, then for a connection. Accept errors (out of file
 /// descriptors, say) are logged and retried after a pause instead of ending the server.

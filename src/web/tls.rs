@@ -1,0 +1,107 @@
+//! A rustls [`ServerConfig`] from validated [`TlsSettings`]: reads the PEM files, checks that
+//! key and certificate belong together, and sets the versions and client verification.
+//! rustls with the `ring` provider: no OpenSSL anywhere.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::config::{ClientAuth, Pem, TlsSettings, TlsVersion};
+
+/// Builds the server side of TLS. The error is one line naming the key or file at fault.
+pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: Vec<&'static SupportedProtocolVersion> = [
+        (TlsVersion::Tls12, &rustls::version::TLS12),
+        (TlsVersion::Tls13, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (tls.min_version..=tls.max_version).contains(v))
+    .map(|(_, version)| version)
+    .collect();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?;
+    let builder = match &tls.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::VerifyIfGiven(ca) => builder.with_client_cert_verifier(
+            client_verifier(ca, &provider, true).map_err(|e| format!("client CA {e}"))?,
+        ),
+        ClientAuth::RequireAndVerify(ca) => builder.with_client_cert_verifier(
+            client_verifier(ca, &provider, false).map_err(|e| format!("client CA {e}"))?,
+        ),
+    };
+    let certs = certificates(&tls.cert, "cert")?;
+    let key = private_key(&tls.key)?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "tls_server_config: {} and {} do not make a usable certificate: {e}",
+            describe(&tls.cert, "cert"),
+            describe(&tls.key, "key")
+        )
+    })?;
+    config.ignore_client_order = tls.prefer_server_cipher_suites;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn client_verifier(
+    ca: &Pem,
+    provider: &Arc<CryptoProvider>,
+    optional: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca, "client_ca")? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", describe(ca, "client_ca")))?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .map_err(|e| format!("{}: {e}", describe(ca, "client_ca")))
+}
+
+fn certificates(pem: &Pem, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = read(pem, key)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", describe(pem, key)))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", describe(pem, key)));
+    }
+    Ok(certs)
+}
+
+fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = read(pem, "key")?;
+    // The error says nothing of the key's content.
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|_| format!("{}: no PEM private key found", describe(pem, "key")))
+}
+
+fn read(pem: &Pem, key: &str) -> Result<Vec<u8>, String> {
+    match pem {
+        Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
+        Pem::File(path) => {
+            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", describe(pem, key)))
+        }
+    }
+}
+
+/// `cert_file /etc/x.crt` or `inline cert`, for error messages.
+fn describe(pem: &Pem, key: &str) -> String {
+    match pem {
+        Pem::File(path) => format!("{key}_file {}", path.display()),
+        Pem::Inline(_) => format!("inline {key}"),
+    }
+}
