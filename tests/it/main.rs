@@ -6,5 +6,8 @@ mod counting;
 mod endpoints;
 mod failure;
 mod helpers;
+mod keyfile;
+mod logs;
 mod pagination;
+mod shutdown;
 mod smoke;
