@@ -178,6 +178,33 @@ async fn bad_environment_values_exit_2_naming_the_variable() {
 }
 
 #[tokio::test]
+async fn command_line_mistakes_exit_2_with_one_line() {
+    let key = [("TESTSIGMA_API_KEY", KEY)];
+    let line = config_error(&["--log.format", "xml"], &key).await;
+    assert!(line.contains("--log.format"), "{line}");
+    assert!(line.contains("logfmt, json"), "names the choices: {line}");
+    // There is no flag for the key.
+    let with_key = format!("--api-key={KEY}");
+    for args in [&["--api-key", KEY][..], &[with_key.as_str()]] {
+        let line = config_error(args, &key).await;
+        assert!(line.contains("'--api-key'"), "{line}");
+        assert!(!line.contains(KEY), "the key is not echoed: {line}");
+    }
+    let line = config_error(&["--page-size"], &key).await;
+    assert!(line.contains("--page-size"), "{line}");
+    // A bad value from a variable names the variable.
+    let line = config_error(
+        &[],
+        &[
+            ("TESTSIGMA_API_KEY", KEY),
+            ("TESTSIGMA_EXPORTER_LOG_LEVEL", "loud"),
+        ],
+    )
+    .await;
+    assert!(line.contains("TESTSIGMA_EXPORTER_LOG_LEVEL"), "{line}");
+}
+
+#[tokio::test]
 async fn a_missing_key_names_both_ways_to_give_one() {
     // exporter_command drops the caller's TESTSIGMA_API_KEY.
     let line = config_error(&[], &[]).await;
