@@ -265,3 +265,40 @@ async fn help_texts_say_values_come_from_a_background_poll() {
     }
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn the_rate_limit_gauge_appears_once_the_api_sends_it() {
+    let mock = MockServer::start().await;
+    users_get()
+        .and(query_param_is_missing("cursor"))
+        .respond_with(json_ok(page(&[("a", "active")], json!("p2"), None)))
+        .mount(&mock)
+        .await;
+    users_get()
+        .and(query_param("cursor", "p2"))
+        .respond_with(
+            json_ok(page(&[("b", "active")], json!(""), None))
+                .insert_header("x-tms-api-limit", "10")
+                .insert_header("x-tms-api-remaining", "7")
+                .insert_header("x-tms-api-reset", "1"),
+        )
+        .mount(&mock)
+        .await;
+    let app = spawn_app(settings(&base_url(&mock), &[])).await;
+    let text = app.wait_polls(1.0).await;
+    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
+    assert_eq!(
+        value(&text, "testsigma_api_rate_limit_remaining"),
+        Some(7.0)
+    );
+    app.stop().await.expect("clean stop");
+
+    // An API that never sends the header: no series at all rather than a made-up value.
+    let (_mock, app) = polled_app(&[]).await;
+    let text = app.scrape().await;
+    assert!(
+        !text.contains("testsigma_api_rate_limit_remaining "),
+        "{text}"
+    );
+    app.stop().await.expect("clean stop");
+}

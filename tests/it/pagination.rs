@@ -2,8 +2,10 @@
 //! each page is fetched exactly once.
 
 use serde_json::json;
-use wiremock::matchers::{any, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer};
+use std::io::Write;
+
+use wiremock::matchers::{any, header, query_param, query_param_is_missing};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
@@ -254,6 +256,32 @@ async fn a_next_link_that_loops_fails_the_poll() {
         value(&text, r#"testsigma_poll_errors_total{reason="pagination"}"#),
         Some(1.0)
     );
+    app.stop().await.expect("clean stop");
+    mock.verify().await;
+}
+
+#[tokio::test]
+async fn gzip_is_asked_for_and_a_gzipped_page_is_read() {
+    let mock = MockServer::start().await;
+    let mut body = fixture("users-cursor-page.json");
+    body["page_info"]["next"] = json!(null);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.to_string().as_bytes()).expect("compress");
+    users_get()
+        .and(header("accept-encoding", "gzip"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-encoding", "gzip")
+                .set_body_raw(gz.finish().expect("gzip"), "application/json"),
+        )
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let app = spawn_app(settings(&base_url(&mock), &[])).await;
+    let text = app.wait_polls(1.0).await;
+    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
+    assert_eq!(value(&text, "testsigma_users"), Some(2.0));
+    assert_eq!(value(&text, "testsigma_users_reported"), Some(5.0));
     app.stop().await.expect("clean stop");
     mock.verify().await;
 }
