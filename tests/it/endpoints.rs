@@ -19,11 +19,10 @@ async fn polled_app(args: &[&str]) -> (MockServer, TestApp) {
         .iter()
         .position(|a| *a == "--web.telemetry-path")
         .map_or("/metrics", |i| args[i + 1]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while app.get("/readyz").await.0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(Duration::from_secs(10), "ready", || async {
+        app.get("/readyz").await.0 == 200
+    })
+    .await;
     let (status, text) = app.get(path).await;
     assert_eq!(status, 200);
     assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
