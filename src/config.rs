@@ -384,6 +384,42 @@ fn parse_rate(raw: &str) -> Result<Option<f64>, ConfigError> {
     }
 }
 
+/// A command-line error from clap as one line (exit code 2 promises one), naming the
+/// environment variable too when the argument has one, since the bad value may come from it.
+pub fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    use clap::CommandFactory;
+    let text = e.to_string();
+    let mut parts: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| {
+            let l = l.strip_prefix("error: ").unwrap_or(l);
+            l.strip_prefix('[')
+                .and_then(|l| l.strip_suffix(']'))
+                .unwrap_or(l)
+                .to_owned()
+        })
+        .collect();
+    if let (Some(ContextValue::String(arg)), Some(first)) =
+        (e.get(ContextKind::InvalidArg), parts.first_mut())
+    {
+        let long = arg.split_whitespace().next().unwrap_or(arg);
+        let env = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_long().is_some_and(|l| long == format!("--{l}")))
+            .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
+        if let Some(env) = env {
+            first.push_str(&format!(" (env {env})"));
+        }
+    }
+    parts.push("see --help".to_owned());
+    parts.join("; ")
+}
+
 /// Resolves `host:port`, `:port` or `[::]:port` to the addresses to try, in order.
 pub async fn listen_addrs(raw: &str) -> Result<Vec<SocketAddr>, ConfigError> {
     let err = ConfigError::listen;
@@ -532,6 +568,26 @@ mod tests {
                 .max_request_rate,
             Some(2.5)
         );
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_naming_the_variable() {
+        let err = Cli::try_parse_from(["x", "--log.level", "loud"]).unwrap_err();
+        assert_eq!(
+            usage_error(&err),
+            "invalid value 'loud' for '--log.level <LVL>' (env TESTSIGMA_EXPORTER_LOG_LEVEL); \
+             possible values: error, warn, info, debug, trace; see --help"
+        );
+        let err = Cli::try_parse_from(["x", "--api-key", "k"]).unwrap_err();
+        let line = usage_error(&err);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("unexpected argument '--api-key' found"),
+            "{line}"
+        );
+        let err = Cli::try_parse_from(["x", "--page-size"]).unwrap_err();
+        let line = usage_error(&err);
+        assert!(line.contains("'--page-size <N>'"), "{line}");
     }
 
     #[tokio::test]

@@ -127,7 +127,7 @@ impl Sim {
 fn user(i: u64, epoch: u64) -> Value {
     let base = mix(i);
     // In each epoch about one user in 40 is in a different status than usual.
-    let drifted = mix(i ^ (epoch << 32)) % 40 == 0;
+    let drifted = mix(i ^ (epoch << 32)).is_multiple_of(40);
     let roll = if drifted { mix(base) % 100 } else { base % 100 };
     let status = match roll {
         0..=64 => "ACTIVE",

@@ -4,10 +4,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use testsigma_exporter::{init_logging, server, Cli};
+use testsigma_exporter::{config, init_logging, server, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: printed to stdout, exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => return config_error(&config::usage_error(&e)),
+    };
     init_logging(cli.log_level, cli.log_format);
     let settings = match cli.into_settings(std::env::var("TESTSIGMA_API_KEY").ok()) {
         Ok(settings) => settings,

@@ -45,19 +45,20 @@ pub fn init_test_log() {
 }
 
 /// Settings as the binary would build them from `args`, with the API key in the environment
-/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget).
+/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget);
+/// `args` may override those defaults.
 pub fn settings(base_url: &str, args: &[&str]) -> Settings {
-    let mut argv = vec![
-        "testsigma-exporter".to_owned(),
-        "--base-url".to_owned(),
-        base_url.to_owned(),
-        "--max-request-rate".to_owned(),
-        "0".to_owned(),
-        "--request-timeout".to_owned(),
-        "2s".to_owned(),
-        "--max-retries".to_owned(),
-        "0".to_owned(),
-    ];
+    let mut argv = vec!["testsigma-exporter".to_owned()];
+    for (flag, default) in [
+        ("--base-url", base_url),
+        ("--max-request-rate", "0"),
+        ("--request-timeout", "2s"),
+        ("--max-retries", "0"),
+    ] {
+        if !args.contains(&flag) {
+            argv.extend([flag.to_owned(), default.to_owned()]);
+        }
+    }
     argv.extend(args.iter().map(|a| a.to_string()));
     Cli::try_parse_from(argv)
         .expect("test arguments parse")
@@ -83,6 +84,16 @@ pub fn page(users: &[(&str, &str)], next: Value, total: Option<u64>) -> Value {
     body
 }
 
+/// `GET /api/v1/users`, to be refined with more matchers.
+pub fn users_get() -> wiremock::MockBuilder {
+    Mock::given(method("GET")).and(path("/api/v1/users"))
+}
+
+/// A 200 answer with `body` as JSON.
+pub fn json_ok(body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
 /// Mounts a 200 JSON answer for `GET /api/v1/users` (any query) on `mock`.
 pub async fn mount_users(mock: &MockServer, body: Value) {
     Mock::given(method("GET"))
@@ -100,6 +111,19 @@ pub struct TestApp {
     scheme: &'static str,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// A handle on an exporter someone else runs (e.g. the binary) listening on `addr`.
+    pub fn at(addr: std::net::SocketAddr) -> Self {
+        TestApp {
+            addr,
+            http: reqwest::Client::new(),
+            scheme: "http",
+            stop: None,
+            task: None,
+        }
+    }
 }
 
 /// Starts the exporter with `settings` on `127.0.0.1:0`.
@@ -337,4 +361,204 @@ pub fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
 /// A bcrypt hash of `password`, at the lowest cost to keep tests fast.
 pub fn bcrypt_hash(password: &str) -> String {
     bcrypt::hash(password, 4).expect("bcrypt hash")
+}
+
+/// How long a test waits at most for the binary to start, answer or exit.
+pub const BIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A command for the exporter binary with `args` and `env`, and none of the caller's
+/// `TESTSIGMA_*` variables (so e.g. a developer's own key cannot leak into a test).
+pub fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exporter_bin());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TESTSIGMA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// What a finished run of the binary left behind.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit code; `None` if a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr.lines().collect()
+    }
+}
+
+/// Runs the binary to completion (e.g. `--once`, `--help`, a bad flag), within [`BIN_TIMEOUT`].
+pub async fn run_exporter(args: &[&str], env: &[(&str, &str)]) -> Finished {
+    let child = exporter_command(args, env)
+        .spawn()
+        .expect("start the binary");
+    let out = tokio::time::timeout(BIN_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the binary did not exit within {BIN_TIMEOUT:?}: {args:?}"))
+        .expect("wait for the binary");
+    Finished {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// The exporter binary running as a server. Scrape it through `Deref` to [`TestApp`]; it is
+/// killed when dropped.
+pub struct BinApp {
+    app: TestApp,
+    child: tokio::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl std::ops::Deref for BinApp {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+/// Starts the binary with `args` (plus `--web.listen-address 127.0.0.1:0`) and `env`, and
+/// waits for it to log the address it listens on.
+pub async fn spawn_exporter(args: &[&str], env: &[(&str, &str)]) -> BinApp {
+    let mut argv = vec!["--web.listen-address", "127.0.0.1:0"];
+    argv.extend_from_slice(args);
+    let mut child = exporter_command(&argv, env)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start the binary");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (found, address) = oneshot::channel();
+    let reader = tokio::spawn({
+        let lines = lines.clone();
+        async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut found = Some(found);
+            let mut stderr = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if let Some(addr) = listen_address(&line) {
+                    if let Some(found) = found.take() {
+                        let _ = found.send(addr);
+                    }
+                }
+                if std::env::var_os("TEST_LOG").is_some() {
+                    eprintln!("exporter: {line}");
+                }
+                lines.lock().expect("stderr lines").push(line);
+            }
+        }
+    });
+    let addr = match tokio::time::timeout(BIN_TIMEOUT, address).await {
+        Ok(Ok(addr)) => addr,
+        _ => {
+            let _ = child.start_kill();
+            panic!(
+                "the binary did not log its listen address; stderr:\n{}",
+                lines.lock().expect("stderr lines").join("\n")
+            );
+        }
+    };
+    BinApp {
+        app: TestApp::at(addr),
+        child,
+        stderr: lines,
+        reader: Some(reader),
+    }
+}
+
+/// The address in the "testsigma-exporter listening" log line, in logfmt or JSON.
+fn listen_address(line: &str) -> Option<std::net::SocketAddr> {
+    if !line.contains("testsigma-exporter listening") {
+        return None;
+    }
+    if line.starts_with('{') {
+        let v: Value = serde_json::from_str(line).ok()?;
+        return v["address"].as_str()?.parse().ok();
+    }
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("address="))?
+        .parse()
+        .ok()
+}
+
+impl BinApp {
+    pub fn pid(&self) -> i32 {
+        self.child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .expect("the binary is running")
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGTERM`) to the binary.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) takes plain integers; the pid is our own live child.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the binary to exit, at most `timeout`; returns its exit code (`None` if a
+    /// signal ended it) and all it wrote to stderr.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the binary"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                panic!(
+                    "the binary did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr_lines().join("\n")
+                );
+            }
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(BIN_TIMEOUT, reader).await;
+        }
+        (status.code(), self.stderr_lines())
+    }
+
+    /// The stderr lines so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("stderr lines").clone()
+    }
+}
+
+/// The requests `mock` received carrying `Authorization: Bearer <key>`.
+pub async fn requests_with_key(mock: &MockServer, key: &str) -> usize {
+    let expected = format!("Bearer {key}");
+    mock.received_requests()
+        .await
+        .expect("request recording is on")
+        .iter()
+        .filter(|r| {
+            r.headers
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes() == expected.as_bytes())
+        })
+        .count()
+}
+
+/// Waits until `done` holds, checking every 20 ms, or panics after `timeout`.
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
