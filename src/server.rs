@@ -109,15 +109,30 @@ fn landing_page(telemetry_path: &str) -> String {
 
 /// Binds the listen address (`host:port`, `:port`, `[::]:port`); failure names the flag.
 pub async fn bind(raw: &str) -> Result<TcpListener, ConfigError> {
-    let mut last = None;
+    let mut first_error = None;
     for addr in listen_addrs(raw).await? {
         match TcpListener::bind(addr).await {
             Ok(listener) => return Ok(listener),
-            Err(e) => last = Some((addr, e)),
+            // An address in use or forbidden is the answer; another family would only hide it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                return Err(ConfigError::listen(format!(
+                    "cannot listen on {raw} ({addr}): {e}"
+                )));
+            }
+            Err(e) => {
+                first_error.get_or_insert((addr, e));
+            }
         }
     }
-    let (addr, e) = last.expect("listen_addrs returns at least one address");
-    Err(ConfigError::listen(format!("cannot listen on {addr}: {e}")))
+    let (addr, e) = first_error.expect("listen_addrs returns at least one address");
+    Err(ConfigError::listen(format!(
+        "cannot listen on {raw} ({addr}): {e}"
+    )))
 }
 
 /// Serves `app` on `listener` until `shutdown` turns true, then gives open connections
