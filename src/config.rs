@@ -176,6 +176,9 @@ pub struct Settings {
     pub max_statuses: usize,
     pub once: bool,
     pub demo: bool,
+    /// Base of the exponential backoff between retries. Not a flag: always
+    /// [`crate::api::BACKOFF_BASE`] but in tests, which shorten it.
+    pub retry_backoff: Duration,
 }
 
 /// A configuration mistake, naming the flag and variable at fault.
@@ -280,6 +283,7 @@ impl Cli {
             )? as usize,
             once: self.once,
             demo: self.demo,
+            retry_backoff: crate::api::BACKOFF_BASE,
         })
     }
 }

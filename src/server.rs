@@ -117,19 +117,55 @@ pub async fn bind(raw: &str) -> Result<TcpListener, ConfigError> {
     Err(ConfigError::listen(format!("cannot listen on {addr}: {e}")))
 }
 
+/// What one client may cost the server. [`Limits::default`] holds the production values;
+/// tests shorten the timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request head (line and headers) at most, in bytes (8 KiB or more); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a request head, then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time open connections get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_header_bytes: MAX_HEADER_BYTES,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then gives open connections
 /// [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    serve_with(listener, app, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with other [`Limits`].
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
     mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper panics below 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -157,7 +193,7 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => debug!("connections still open at shutdown dropped"),
+        _ = tokio::time::sleep(limits.shutdown_grace) => debug!("connections still open at shutdown dropped"),
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use url::Url;
 use crate::census::{Census, Tally};
 use crate::metrics::Metrics;
 pub use error::{PollError, Reason};
-pub use pacing::{backoff, retry_after, Pacer};
+pub use pacing::{backoff, retry_after, Pacer, BACKOFF_BASE};
 pub use walk::Walk;
 
 /// Largest response body read; a larger one fails the poll (`too_large`).
@@ -34,6 +34,8 @@ pub struct ClientConfig {
     pub max_retries: u32,
     /// Requests per second; `None` for no limit.
     pub max_request_rate: Option<f64>,
+    /// Base of the exponential backoff between retries ([`pacing::BACKOFF_BASE`]).
+    pub backoff_base: Duration,
 }
 
 /// Numbers about one successful walk, for the log.
@@ -49,6 +51,7 @@ pub struct Client {
     users_url: Url,
     page_size: u32,
     max_retries: u32,
+    backoff_base: Duration,
     pacer: Pacer,
     metrics: Metrics,
 }
@@ -96,6 +99,7 @@ impl Client {
             users_url,
             page_size: config.page_size,
             max_retries: config.max_retries,
+            backoff_base: config.backoff_base,
             pacer: Pacer::new(config.max_request_rate),
             metrics,
         })
@@ -170,7 +174,7 @@ impl Client {
                 return Err(error);
             }
             let delay = if jitter {
-                wait.max(backoff(attempt, rand::random::<f64>()))
+                wait.max(backoff(self.backoff_base, attempt, rand::random::<f64>()))
             } else {
                 wait
             };
