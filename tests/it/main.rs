@@ -2,4 +2,5 @@
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
 mod helpers;
+mod retries;
 mod smoke;
