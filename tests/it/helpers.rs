@@ -346,6 +346,8 @@ pub struct PagedApi {
     pub pages: usize,
     pub per_page: usize,
     pub limit: usize,
+    /// Whether answers carry `x-tms-api-limit`, `-remaining` and `-reset`.
+    pub quota_headers: bool,
     /// Arrival times, and whether the limit was tripped, of every request.
     log: Arc<Mutex<Vec<(Instant, bool)>>>,
 }
@@ -356,8 +358,15 @@ impl PagedApi {
             pages,
             per_page,
             limit,
+            quota_headers: true,
             log: Arc::default(),
         }
+    }
+
+    /// Answers without the `x-tms-api-*` headers.
+    pub fn without_quota_headers(mut self) -> Self {
+        self.quota_headers = false;
+        self
     }
 
     /// Mounts it on `GET /api/v1/users`; returns its request log.
@@ -386,8 +395,15 @@ impl Respond for PagedApi {
             return rate_limit_500();
         }
         let page = page_number(request.url.query());
-        ResponseTemplate::new(200)
-            .set_body_json(synthetic_page(page, self.pages, self.per_page))
+        let answer = ResponseTemplate::new(200).set_body_json(synthetic_page(
+            page,
+            self.pages,
+            self.per_page,
+        ));
+        if !self.quota_headers {
+            return answer;
+        }
+        answer
             .insert_header("x-tms-api-limit", self.limit.to_string().as_str())
             .insert_header(
                 "x-tms-api-remaining",

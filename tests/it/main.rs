@@ -2,5 +2,7 @@
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
 mod helpers;
+mod limits;
+mod pacing;
 mod retries;
 mod smoke;
