@@ -690,3 +690,22 @@ impl BinApp {
         (status.code(), self.output())
     }
 }
+
+/// Runs `testsigma-exporter --once` with `args` and `TESTSIGMA_API_KEY` set to [`KEY`];
+/// returns the exit code and stdout and stderr together.
+pub async fn run_once_bin(args: &[&str]) -> (Option<i32>, String) {
+    let output = tokio::process::Command::new(exporter_bin())
+        .arg("--once")
+        .args(args)
+        .env("TESTSIGMA_API_KEY", KEY)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the exporter binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}

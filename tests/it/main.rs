@@ -5,4 +5,5 @@ mod helpers;
 mod limits;
 mod pacing;
 mod retries;
+mod secrets;
 mod smoke;
