@@ -2,6 +2,7 @@
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
 mod helpers;
+mod hostile_clients;
 mod limits;
 mod pacing;
 mod retries;
