@@ -1,6 +1,7 @@
 //! Integration tests: the exporter's router, server and binary driven over HTTP against a
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
+mod chaos;
 mod helpers;
 mod hostile_clients;
 mod limits;
