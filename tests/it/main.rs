@@ -2,6 +2,7 @@
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
 mod chaos;
+mod fuzz_decode;
 mod helpers;
 mod hostile_clients;
 mod limits;
