@@ -255,3 +255,31 @@ async fn shutdown_cancels_a_retry_after_wait() {
         .expect("clean stop");
     assert_eq!(arrivals.len(), 1);
 }
+
+#[tokio::test]
+async fn failure_messages_say_what_to_do() {
+    use testsigma_exporter::metrics::Metrics;
+    use testsigma_exporter::poller::Poller;
+    for (answer, advice) in [
+        (
+            ResponseTemplate::new(401).set_body_json(fixture("error-401.json")),
+            "TESTSIGMA_API_KEY",
+        ),
+        (ResponseTemplate::new(404), "--base-url"),
+        (rate_limit_500(), "--max-request-rate"),
+        (
+            ResponseTemplate::new(200).set_body_string("<html>Maintenance</html>"),
+            "body starts with \"<html>Maintenance</html>\"",
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(fixture("error-400.json")),
+            "API says",
+        ),
+    ] {
+        let mock = MockServer::start().await;
+        mount_script(&mock, move |_, _| answer.clone()).await;
+        let poller = Poller::new(&settings(&base_url(&mock), &[]), Metrics::new()).unwrap();
+        let message = poller.poll().await.expect_err("the poll fails").to_string();
+        assert!(message.contains(advice), "{advice:?} not in {message:?}");
+    }
+}
