@@ -71,9 +71,10 @@ enum Failure {
 impl Client {
     pub fn new(config: &ClientConfig, metrics: Metrics) -> Result<Self, reqwest::Error> {
         let origin = config.base_url.origin();
-        // Redirects are followed only within the API's origin, so the key never travels on.
+        // Redirects are followed only within the API's origin, so the key never travels on,
+        // and 5 at most.
         let policy = redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+            if attempt.previous().len() > 5 || attempt.url().origin() != origin {
                 attempt.stop()
             } else {
                 attempt.follow()
@@ -269,7 +270,7 @@ impl Client {
                 jitter: true,
             },
             s if s.is_redirection() => Failure::Fatal(http_error(
-                "; a redirect to another origin is not followed, so the key stays with the API",
+                "; redirects are followed only within the API's origin (so the key stays with it), 5 at most",
             )),
             _ => Failure::Fatal(http_error("")),
         })
