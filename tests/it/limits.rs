@@ -192,3 +192,17 @@ async fn a_redirect_within_the_origin_is_followed_with_the_key() {
     assert!(ok, "{text}");
     assert_eq!(value(&text, "testsigma_users"), Some(2.0));
 }
+
+#[tokio::test]
+async fn a_redirect_loop_within_the_origin_ends_the_poll() {
+    let mock = MockServer::start().await;
+    let arrivals = mount_script(&mock, |_, _| {
+        ResponseTemplate::new(302).insert_header("location", "/api/v1/users?page_size=100")
+    })
+    .await;
+    let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
+    assert!(!ok);
+    assert_eq!(failed_reasons(&text), ["http"], "{text}");
+    // The first request and 5 redirects.
+    assert_eq!(arrivals.len(), 6);
+}

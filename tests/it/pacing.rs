@@ -35,8 +35,9 @@ async fn a_long_poll_at_the_default_rate_never_trips_a_10_per_second_limit() {
     assert_eq!(log.len(), 20, "one request a page, none retried");
     assert!(log.iter().all(|(_, tripped)| !tripped), "limit tripped");
     let times: Vec<Instant> = log.iter().map(|(at, _)| *at).collect();
-    // 200 ms apart, so never more than 5 in 900 ms, whatever the scheduling jitter up to 100 ms.
-    assert!(busiest(&times, Duration::from_millis(900)) <= 5);
+    // Starts are 200 ms apart: never more than 5 in 800 ms, leaving 200 ms for scheduling
+    // jitter on a busy machine (at 10 a second there would be 8).
+    assert!(busiest(&times, Duration::from_millis(800)) <= 5);
 }
 
 #[tokio::test]
