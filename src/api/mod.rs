@@ -34,7 +34,7 @@ pub struct ClientConfig {
     pub max_retries: u32,
     /// Requests per second; `None` for no limit.
     pub max_request_rate: Option<f64>,
-    /// Base of the exponential backoff between retries ([`pacing::BACKOFF_BASE`]).
+    /// Base of the exponential backoff between retries ([`BACKOFF_BASE`]).
     pub backoff_base: Duration,
 }
 
