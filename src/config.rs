@@ -190,6 +190,9 @@ pub struct Settings {
     pub web_config: Option<Arc<WebConfig>>,
     pub once: bool,
     pub demo: bool,
+    /// Base of the exponential backoff between retries. Not a flag: always
+    /// [`crate::api::BACKOFF_BASE`] but in tests, which shorten it.
+    pub retry_backoff: Duration,
 }
 
 /// A configuration mistake, naming the flag and variable at fault.
@@ -309,6 +312,7 @@ impl Cli {
             },
             once: self.once,
             demo: self.demo,
+            retry_backoff: crate::api::BACKOFF_BASE,
         })
     }
 }

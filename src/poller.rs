@@ -31,6 +31,7 @@ impl Poller {
             request_timeout: settings.request_timeout,
             max_retries: settings.max_retries,
             max_request_rate: settings.max_request_rate,
+            backoff_base: settings.retry_backoff,
         };
         Ok(Self {
             client: Client::new(&config, metrics.clone())?,

@@ -135,6 +135,31 @@ pub async fn bind(raw: &str) -> Result<TcpListener, ConfigError> {
     )))
 }
 
+/// What one client may cost the server. [`Limits::default`] holds the production values;
+/// tests shorten the timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request head (line and headers) at most, in bytes (8 KiB or more); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send a request head, then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time open connections get to finish at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_header_bytes: MAX_HEADER_BYTES,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then gives open connections
 /// [`SHUTDOWN_GRACE`] to finish. With a web configuration that has TLS, each connection
 /// first completes a TLS handshake with the certificate in force at that moment.
@@ -142,14 +167,26 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     web: Option<Arc<WebConfig>>,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    serve_with(listener, app, web, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with other [`Limits`].
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    web: Option<Arc<WebConfig>>,
     mut shutdown: watch::Receiver<bool>,
+    limits: Limits,
 ) -> io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper panics below 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -166,6 +203,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let (http, watcher, web) = (http.clone(), graceful.watcher(), web.clone());
+        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let tls = web.and_then(|web| web.current().tls.clone());
             let served = match tls {
@@ -174,7 +212,7 @@ pub async fn serve(
                         .watch(http.serve_connection(TokioIo::new(stream), service))
                         .await
                 }
-                Some(acceptor) => match handshake(&acceptor, stream).await {
+                Some(acceptor) => match handshake(&acceptor, stream, timeout).await {
                     Ok(stream) => {
                         watcher
                             .watch(http.serve_connection(TokioIo::new(stream), service))
@@ -195,20 +233,21 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => debug!("connections still open at shutdown dropped"),
+        _ = tokio::time::sleep(limits.shutdown_grace) => debug!("connections still open at shutdown dropped"),
     }
     Ok(())
 }
 
-/// A TLS handshake within [`HEADER_READ_TIMEOUT`]. A client that speaks plain HTTP to the
+/// A TLS handshake within `timeout`. A client that speaks plain HTTP to the
 /// TLS port gets a 400 that says so, as Go's servers answer, instead of a bare reset.
 async fn handshake(
     acceptor: &TlsAcceptor,
     mut stream: TcpStream,
+    timeout: Duration,
 ) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
     let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first))
+    let peeked = tokio::time::timeout(timeout, stream.peek(&mut first))
         .await
         .map_err(|_| timed_out())??;
     // A TLS record starts with 0x16 (handshake); an HTTP request with a method name.
@@ -220,7 +259,7 @@ async fn handshake(
             "plain HTTP sent to the TLS listener",
         ));
     }
-    tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+    tokio::time::timeout(timeout, acceptor.accept(stream))
         .await
         .map_err(|_| timed_out())?
 }

@@ -85,6 +85,42 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// The error with every occurrence of `key` in its texts blanked out: what the API sends
+    /// back (error bodies, links) ends up in them, and an API may echo the key.
+    pub fn redacted(self, key: &secrecy::SecretString) -> Self {
+        use secrecy::ExposeSecret;
+        let key = key.expose_secret();
+        if key.is_empty() {
+            return self;
+        }
+        let clean = |text: String| {
+            if text.contains(key) {
+                text.replace(key, super::REDACTED)
+            } else {
+                text
+            }
+        };
+        match self {
+            PollError::Timeout { detail } => PollError::Timeout {
+                detail: clean(detail),
+            },
+            PollError::Connect { detail } => PollError::Connect {
+                detail: clean(detail),
+            },
+            PollError::Http { status, url, hint } => PollError::Http {
+                status,
+                url: clean(url),
+                hint: clean(hint),
+            },
+            PollError::Decode(text) => PollError::Decode(clean(text)),
+            PollError::Pagination(text) => PollError::Pagination(clean(text)),
+            other @ (PollError::Auth { .. }
+            | PollError::KeyFile { .. }
+            | PollError::RateLimited { .. }
+            | PollError::TooLarge { .. }) => other,
+        }
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             PollError::Auth { .. } | PollError::KeyFile { .. } => Reason::Auth,

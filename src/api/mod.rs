@@ -17,7 +17,7 @@ use url::Url;
 use crate::census::{Census, Tally};
 use crate::metrics::Metrics;
 pub use error::{PollError, Reason};
-pub use pacing::{backoff, retry_after, Pacer};
+pub use pacing::{backoff, retry_after, Pacer, BACKOFF_BASE};
 pub use walk::Walk;
 
 /// Largest response body read; a larger one fails the poll (`too_large`).
@@ -34,6 +34,8 @@ pub struct ClientConfig {
     pub max_retries: u32,
     /// Requests per second; `None` for no limit.
     pub max_request_rate: Option<f64>,
+    /// Base of the exponential backoff between retries ([`BACKOFF_BASE`]).
+    pub backoff_base: Duration,
 }
 
 /// Numbers about one successful walk, for the log.
@@ -49,6 +51,7 @@ pub struct Client {
     users_url: Url,
     page_size: u32,
     max_retries: u32,
+    backoff_base: Duration,
     pacer: Pacer,
     metrics: Metrics,
 }
@@ -68,9 +71,10 @@ enum Failure {
 impl Client {
     pub fn new(config: &ClientConfig, metrics: Metrics) -> Result<Self, reqwest::Error> {
         let origin = config.base_url.origin();
-        // Redirects are followed only within the API's origin, so the key never travels on.
+        // Redirects are followed only within the API's origin, so the key never travels on,
+        // and 5 at most.
         let policy = redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 || attempt.url().origin() != origin {
+            if attempt.previous().len() > 5 || attempt.url().origin() != origin {
                 attempt.stop()
             } else {
                 attempt.follow()
@@ -96,6 +100,7 @@ impl Client {
             users_url,
             page_size: config.page_size,
             max_retries: config.max_retries,
+            backoff_base: config.backoff_base,
             pacer: Pacer::new(config.max_request_rate),
             metrics,
         })
@@ -119,7 +124,10 @@ impl Client {
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body).await?;
-            let page = page::decode(&body).map_err(|e| PollError::Decode(e.to_string()))?;
+            let page = match page::decode(&body) {
+                Ok(page) => page,
+                Err(_) => return Err(decode_error(&mut body, key)),
+            };
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);
                 tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
@@ -130,13 +138,16 @@ impl Client {
                 let status = user.status.as_ref().map(|t| t.as_str());
                 new += usize::from(tally.add(id, status));
             }
-            debug!(url = %url, users = page.users.len(), new, "page");
-            match walk.next(
-                page.users.len(),
-                new,
-                page.total_count,
-                page.next.as_deref(),
-            )? {
+            debug!(url = %redacted(url.as_str(), key), users = page.users.len(), new, "page");
+            let next = walk
+                .next(
+                    page.users.len(),
+                    new,
+                    page.total_count,
+                    page.next.as_deref(),
+                )
+                .map_err(|e| e.redacted(key))?;
+            match next {
                 Some(next) => url = next,
                 None => break,
             }
@@ -157,20 +168,21 @@ impl Client {
         let mut attempt = 0;
         loop {
             self.pacer.wait().await;
+            // The API may echo the key back in an error body or a link; it goes no further.
             let (error, wait, jitter) = match self.attempt(url, key, body).await {
                 Ok(()) => return Ok(()),
-                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::Fatal(error)) => return Err(error.redacted(key)),
                 Err(Failure::Retry {
                     error,
                     wait,
                     jitter,
-                }) => (error, wait, jitter),
+                }) => (error.redacted(key), wait, jitter),
             };
             if attempt >= self.max_retries {
                 return Err(error);
             }
             let delay = if jitter {
-                wait.max(backoff(attempt, rand::random::<f64>()))
+                wait.max(backoff(self.backoff_base, attempt, rand::random::<f64>()))
             } else {
                 wait
             };
@@ -226,6 +238,7 @@ impl Client {
         let mut excerpt_buf = Vec::new();
         // The error body helps the log and tells a rate limit apart; it is optional.
         let _ = read_body(&mut response, &mut excerpt_buf, MAX_ERROR_BODY_BYTES).await;
+        redact_bytes(&mut excerpt_buf, key.expose_secret());
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
@@ -257,7 +270,7 @@ impl Client {
                 jitter: true,
             },
             s if s.is_redirection() => Failure::Fatal(http_error(
-                "; a redirect to another origin is not followed, so the key stays with the API",
+                "; redirects are followed only within the API's origin (so the key stays with it), 5 at most",
             )),
             _ => Failure::Fatal(http_error("")),
         })
@@ -276,6 +289,51 @@ impl Client {
                 self.pacer.hold_off(Duration::from_secs(1));
             }
         }
+    }
+}
+
+/// The error for a body that is not a page, its excerpt taken with the key blanked out: the
+/// body is redacted first so that no part of the key survives the excerpt's truncation.
+fn decode_error(body: &mut Vec<u8>, key: &SecretString) -> PollError {
+    redact_bytes(body, key.expose_secret());
+    match page::decode(body) {
+        Err(e) => PollError::Decode(e.to_string()).redacted(key),
+        // Only if blanking out the key made the body valid, which it never should.
+        Ok(_) => PollError::Decode("response is not a Testsigma users page".to_owned()),
+    }
+}
+
+/// What stands in for the key where the API echoed it.
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+/// `text` with every occurrence of `key` replaced by [`REDACTED`].
+fn redacted<'t>(text: &'t str, key: &SecretString) -> std::borrow::Cow<'t, str> {
+    let key = key.expose_secret();
+    if key.is_empty() || !text.contains(key) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(text.replace(key, REDACTED))
+    }
+}
+
+/// Replaces every occurrence of `key` in `bytes` by [`REDACTED`].
+fn redact_bytes(bytes: &mut Vec<u8>, key: &str) {
+    let key = key.as_bytes();
+    if key.is_empty() || bytes.len() < key.len() {
+        return;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = &bytes[..];
+    let mut found = false;
+    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        rest = &rest[at + key.len()..];
+        found = true;
+    }
+    if found {
+        out.extend_from_slice(rest);
+        *bytes = out;
     }
 }
 
@@ -348,4 +406,42 @@ async fn read_body(
         buf.extend_from_slice(&chunk);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_blanked_out_of_bytes_and_errors() {
+        let mut body = b"key k3y, k3yk3y and k3".to_vec();
+        redact_bytes(&mut body, "k3y");
+        assert_eq!(body, b"key [REDACTED], [REDACTED][REDACTED] and k3");
+        let mut short = b"k3".to_vec();
+        redact_bytes(&mut short, "k3y");
+        assert_eq!(short, b"k3");
+        let key = SecretString::from("k3y");
+        let err = PollError::Http {
+            status: 404,
+            url: "http://h/?c=k3y".into(),
+            hint: " (API says: \"bad k3y\")".into(),
+        }
+        .redacted(&key);
+        assert_eq!(
+            err.to_string(),
+            "HTTP 404 from http://h/?c=[REDACTED] (API says: \"bad [REDACTED]\")"
+        );
+        assert_eq!(redacted("a k3y", &key), "a [REDACTED]");
+    }
+
+    #[test]
+    fn a_decode_excerpt_shows_no_part_of_the_key() {
+        // The key straddles the 120-character cut of the excerpt.
+        let key = SecretString::from("secret-key-abcdefghij");
+        let mut body =
+            format!("<html>{}secret-key-abcdefghij</html>", "x".repeat(105)).into_bytes();
+        let err = decode_error(&mut body, &key).to_string();
+        assert!(!err.contains("secret-key"), "{err}");
+        assert!(err.contains("body starts with"), "{err}");
+    }
 }

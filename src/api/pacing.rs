@@ -16,8 +16,10 @@ pub struct Pacer {
 impl Pacer {
     /// `rate` in requests per second; `None` for no limit.
     pub fn new(rate: Option<f64>) -> Self {
+        // A rate so small that the gap does not fit a Duration waits an hour, not a panic.
+        let gap = |r: f64| Duration::try_from_secs_f64(1.0 / r).map_or(MAX_GAP, |g| g.min(MAX_GAP));
         Self {
-            gap: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            gap: rate.filter(|r| *r > 0.0).map(gap),
             next: Mutex::new(None),
         }
     }
@@ -42,6 +44,9 @@ impl Pacer {
     }
 }
 
+/// The longest gap between two requests, however low the rate.
+const MAX_GAP: Duration = Duration::from_secs(3600);
+
 /// Base and cap of the exponential backoff between retries.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -49,9 +54,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base * 2^attempt)]`.
-/// `unit` is a random number in `[0, 1)`.
-pub fn backoff(attempt: u32, unit: f64) -> Duration {
-    let ceiling = BACKOFF_BASE
+/// `base` is [`BACKOFF_BASE`] but in tests; `unit` is a random number in `[0, 1)`.
+pub fn backoff(base: Duration, attempt: u32, unit: f64) -> Duration {
+    let ceiling = base
         .saturating_mul(2u32.saturating_pow(attempt.min(16)))
         .min(BACKOFF_CAP);
     ceiling.mul_f64(unit.clamp(0.0, 1.0))
@@ -76,10 +81,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0, 0.999_999).as_millis(), 499);
-        assert_eq!(backoff(2, 0.5), Duration::from_secs(1));
-        assert_eq!(backoff(30, 1.0), BACKOFF_CAP);
-        assert_eq!(backoff(3, 0.0), Duration::ZERO);
+        let b = BACKOFF_BASE;
+        assert_eq!(backoff(b, 0, 0.999_999).as_millis(), 499);
+        assert_eq!(backoff(b, 2, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(b, 30, 1.0), BACKOFF_CAP);
+        assert_eq!(backoff(b, 3, 0.0), Duration::ZERO);
     }
 
     #[test]
@@ -105,6 +111,17 @@ mod tests {
         pacer.hold_off(Duration::from_secs(3));
         pacer.wait().await;
         assert_eq!(start.elapsed(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurdly_low_rates_wait_an_hour_instead_of_panicking() {
+        for rate in [1e-300, f64::MIN_POSITIVE, 1e-9] {
+            let pacer = Pacer::new(Some(rate));
+            let start = Instant::now();
+            pacer.wait().await;
+            pacer.wait().await;
+            assert_eq!(start.elapsed(), MAX_GAP, "rate {rate}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -13,7 +14,7 @@ use testsigma_exporter::{Cli, Settings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The key the mock API expects.
 pub const KEY: &str = "test-key-0123456789";
@@ -45,8 +46,8 @@ pub fn init_test_log() {
 }
 
 /// Settings as the binary would build them from `args`, with the API key in the environment
-/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget);
-/// `args` may override those defaults.
+/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget).
+/// A flag in `args` replaces its test default. The backoff between retries is 10 ms at base.
 pub fn settings(base_url: &str, args: &[&str]) -> Settings {
     let mut argv = vec!["testsigma-exporter".to_owned()];
     for (flag, default) in [
@@ -60,10 +61,12 @@ pub fn settings(base_url: &str, args: &[&str]) -> Settings {
         }
     }
     argv.extend(args.iter().map(|a| a.to_string()));
-    Cli::try_parse_from(argv)
+    let mut settings = Cli::try_parse_from(argv)
         .expect("test arguments parse")
         .into_settings(Some(KEY.to_owned()))
-        .expect("test settings are valid")
+        .expect("test settings are valid");
+    settings.retry_backoff = Duration::from_millis(10);
+    settings
 }
 
 /// The mock API's base URL (`{mock}/api/v1`).
@@ -561,4 +564,390 @@ where
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `testsigma_poll_errors_total{reason="..."}`, 0 if absent.
+pub fn errors(text: &str, reason: &str) -> f64 {
+    value(
+        text,
+        &format!("testsigma_poll_errors_total{{reason=\"{reason}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+/// The reasons whose error counter is above 0.
+pub fn failed_reasons(text: &str) -> Vec<&'static str> {
+    [
+        "auth",
+        "rate_limited",
+        "timeout",
+        "connect",
+        "http",
+        "decode",
+        "pagination",
+        "too_large",
+    ]
+    .into_iter()
+    .filter(|r| errors(text, r) > 0.0)
+    .collect()
+}
+
+/// One poll in this process, as `--once` does it: whether it succeeded, and the exposition.
+pub async fn poll_once(settings: Settings) -> (bool, String) {
+    init_test_log();
+    let (ok, text) = testsigma_exporter::once(settings)
+        .await
+        .expect("the poller starts");
+    (ok, String::from_utf8(text).expect("exposition is UTF-8"))
+}
+
+/// A page of the synthetic account served by [`PagedApi`] and the raw servers: `pages` pages
+/// of `per_page` users, linked by the cursors `p1`, `p2`, ...; every third user inactive.
+pub fn synthetic_page(page: usize, pages: usize, per_page: usize) -> Value {
+    let users: Vec<(String, &str)> = (0..per_page)
+        .map(|i| {
+            let n = page * per_page + i;
+            (
+                format!("user-{n}"),
+                if n % 3 == 2 { "inactive" } else { "ACTIVE" },
+            )
+        })
+        .collect();
+    let users: Vec<(&str, &str)> = users.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    let next = if page + 1 < pages {
+        json!(format!("p{}", page + 1))
+    } else {
+        json!("")
+    };
+    self::page(&users, next, Some((pages * per_page) as u64))
+}
+
+/// The page number a request for the synthetic account asks for (`cursor=pN`; none is 0).
+pub fn page_number(query: Option<&str>) -> usize {
+    query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("cursor=p"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// When each request reached a mock, in order.
+#[derive(Clone, Default)]
+pub struct Arrivals(Arc<Mutex<Vec<Instant>>>);
+
+impl Arrivals {
+    fn push(&self) -> usize {
+        let mut times = self.0.lock().unwrap();
+        times.push(Instant::now());
+        times.len() - 1
+    }
+
+    pub fn times(&self) -> Vec<Instant> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Time between each request and the one before it.
+    pub fn gaps(&self) -> Vec<Duration> {
+        self.times().windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+/// A wiremock responder that answers the n-th request (from 0) with `answer(n, request)` and
+/// records when each came.
+pub struct Scripted<F> {
+    answer: F,
+    arrivals: Arrivals,
+}
+
+impl<F> Respond for Scripted<F>
+where
+    F: Fn(usize, &Request) -> ResponseTemplate + Send + Sync + 'static,
+{
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = self.arrivals.push();
+        (self.answer)(n, request)
+    }
+}
+
+/// Mounts a [`Scripted`] responder for `GET /api/v1/users`; returns its arrival log.
+pub async fn mount_script<F>(mock: &MockServer, answer: F) -> Arrivals
+where
+    F: Fn(usize, &Request) -> ResponseTemplate + Send + Sync + 'static,
+{
+    let arrivals = Arrivals::default();
+    Mock::given(method("GET"))
+        .and(path("/api/v1/users"))
+        .respond_with(Scripted {
+            answer,
+            arrivals: arrivals.clone(),
+        })
+        .mount(mock)
+        .await;
+    arrivals
+}
+
+/// The live API's answer past its rate limit: HTTP 500, not 429.
+pub fn rate_limit_500() -> ResponseTemplate {
+    ResponseTemplate::new(500)
+        .set_body_json(fixture("error-rate-limit-500.json"))
+        .insert_header("x-tms-api-limit", "10")
+        .insert_header("x-tms-api-remaining", "0")
+        .insert_header("x-tms-api-reset", "1")
+}
+
+/// The synthetic account behind a rate limit like the live API's: at most `limit` requests
+/// in any second, beyond which it answers [`rate_limit_500`]. Sends the `x-tms-api-*` headers.
+pub struct PagedApi {
+    pub pages: usize,
+    pub per_page: usize,
+    pub limit: usize,
+    /// Whether answers carry `x-tms-api-limit`, `-remaining` and `-reset`.
+    pub quota_headers: bool,
+    /// Arrival times, and whether the limit was tripped, of every request.
+    log: Arc<Mutex<Vec<(Instant, bool)>>>,
+}
+
+impl PagedApi {
+    pub fn new(pages: usize, per_page: usize, limit: usize) -> Self {
+        Self {
+            pages,
+            per_page,
+            limit,
+            quota_headers: true,
+            log: Arc::default(),
+        }
+    }
+
+    /// Answers without the `x-tms-api-*` headers.
+    pub fn without_quota_headers(mut self) -> Self {
+        self.quota_headers = false;
+        self
+    }
+
+    /// Mounts it on `GET /api/v1/users`; returns its request log.
+    pub async fn mount(self, mock: &MockServer) -> Arc<Mutex<Vec<(Instant, bool)>>> {
+        let log = self.log.clone();
+        Mock::given(method("GET"))
+            .and(path("/api/v1/users"))
+            .respond_with(self)
+            .mount(mock)
+            .await;
+        log
+    }
+}
+
+impl Respond for PagedApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let now = Instant::now();
+        let mut log = self.log.lock().unwrap();
+        let recent = log
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) < Duration::from_secs(1))
+            .count();
+        let tripped = recent >= self.limit;
+        log.push((now, tripped));
+        if tripped {
+            return rate_limit_500();
+        }
+        let page = page_number(request.url.query());
+        let answer = ResponseTemplate::new(200).set_body_json(synthetic_page(
+            page,
+            self.pages,
+            self.per_page,
+        ));
+        if !self.quota_headers {
+            return answer;
+        }
+        answer
+            .insert_header("x-tms-api-limit", self.limit.to_string().as_str())
+            .insert_header(
+                "x-tms-api-remaining",
+                (self.limit - recent - 1).to_string().as_str(),
+            )
+            .insert_header("x-tms-api-reset", "1")
+    }
+}
+
+/// What a [`RawServer`] saw of one request.
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    /// The request target, e.g. `/api/v1/users?page_size=100`.
+    pub target: String,
+    /// The whole request head.
+    pub head: String,
+}
+
+/// How a [`RawServer`] answers a request.
+pub enum RawReply {
+    /// Writes these bytes, then closes.
+    Bytes(Vec<u8>),
+    /// Closes at once with a TCP reset.
+    Reset,
+    /// Writes `head`, then `chunk` every `every` until `total` bytes of it are written or the
+    /// client leaves, then closes.
+    Stream {
+        head: Vec<u8>,
+        chunk: Vec<u8>,
+        every: Duration,
+        total: usize,
+    },
+    /// Says nothing until the client leaves.
+    Hang,
+}
+
+type RawHandler = dyn Fn(usize, &RawRequest) -> RawReply + Send + Sync;
+
+/// A tiny HTTP/1.1 server on loopback for what wiremock cannot do: resets, bodies that
+/// trickle or never end. One request per connection; `handler` gets the request's index.
+pub struct RawServer {
+    pub addr: std::net::SocketAddr,
+    requests: Arc<Mutex<Vec<RawRequest>>>,
+    streamed: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl RawServer {
+    pub async fn start(
+        handler: impl Fn(usize, &RawRequest) -> RawReply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let handler: Arc<RawHandler> = Arc::new(handler);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let streamed = Arc::new(AtomicU64::new(0));
+        let task = {
+            let requests = requests.clone();
+            let streamed = streamed.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(raw_connection(
+                        stream,
+                        handler.clone(),
+                        requests.clone(),
+                        streamed.clone(),
+                    ));
+                }
+            })
+        };
+        Self {
+            addr,
+            requests,
+            streamed,
+            task,
+        }
+    }
+
+    /// `http://{addr}/api/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/v1", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Bytes of `Stream` chunks written so far, over all connections.
+    pub fn streamed(&self) -> u64 {
+        self.streamed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn raw_connection(
+    mut stream: tokio::net::TcpStream,
+    handler: Arc<RawHandler>,
+    requests: Arc<Mutex<Vec<RawRequest>>>,
+    streamed: Arc<AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 1 << 20 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split(' ').nth(1).unwrap_or("").to_owned();
+    let request = RawRequest { target, head };
+    let n = {
+        let mut all = requests.lock().unwrap();
+        all.push(request.clone());
+        all.len() - 1
+    };
+    match handler(n, &request) {
+        RawReply::Bytes(bytes) => {
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.shutdown().await;
+        }
+        RawReply::Reset => {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+        RawReply::Stream {
+            head,
+            chunk,
+            every,
+            total,
+        } => {
+            if stream.write_all(&head).await.is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while sent < total {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                sent += chunk.len();
+                streamed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if !every.is_zero() {
+                    tokio::time::sleep(every).await;
+                }
+            }
+            let _ = stream.shutdown().await;
+        }
+        RawReply::Hang => {
+            // Until the client closes its side.
+            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        }
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+pub fn http_response(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// One chunk of a `transfer-encoding: chunked` body.
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
 }

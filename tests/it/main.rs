@@ -2,13 +2,20 @@
 //! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
 
 mod binary;
+mod chaos;
 mod counting;
 mod endpoints;
 mod failure;
+mod fuzz_decode;
 mod helpers;
+mod hostile_clients;
 mod keyfile;
+mod limits;
 mod logs;
+mod pacing;
 mod pagination;
+mod retries;
+mod secrets;
 mod shutdown;
 mod smoke;
 mod web_config;
