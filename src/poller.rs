@@ -69,7 +69,7 @@ impl Poller {
                     reason = e.reason().as_str(),
                     duration_ms = took.as_millis() as u64,
                     error = %e,
-                    "poll failed; the last good values stay published"
+                    "poll failed; published user counts are left as they were"
                 );
                 Err(e)
             }

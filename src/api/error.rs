@@ -60,7 +60,7 @@ pub enum PollError {
         source: std::io::Error,
     },
     #[error(
-        "rate limited by the API (HTTP {status}) until retries ran out: lower \
+        "rate limited by the API (HTTP {status}); if this persists, lower \
          --max-request-rate or raise --poll-interval"
     )]
     RateLimited { status: u16 },
