@@ -5,8 +5,14 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=TESTSIGMA_EXPORTER_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=build.rs");
+    // Watch only what exists: a missing path makes cargo rebuild every time (image builds
+    // and other copies of the source have no .git).
+    for path in [".git/HEAD", ".git/refs/heads"] {
+        if std::path::Path::new(path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
     let revision = std::env::var("TESTSIGMA_EXPORTER_REVISION")
         .ok()
         .filter(|r| !r.is_empty())
