@@ -119,24 +119,19 @@ impl Client {
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body).await?;
-            let page = page::decode(&body).map_err(|e| PollError::Decode(e.to_string()))?;
+            let mut new = 0;
+            let page = page::decode_each(&body, |user| {
+                let id = user.id.as_ref().map(|t| t.as_str());
+                let status = user.status.as_ref().map(|t| t.as_str());
+                new += usize::from(tally.add(id, status));
+            })
+            .map_err(|e| PollError::Decode(e.to_string()))?;
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);
                 tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
             }
-            let mut new = 0;
-            for user in &page.users {
-                let id = user.id.as_ref().map(|t| t.as_str());
-                let status = user.status.as_ref().map(|t| t.as_str());
-                new += usize::from(tally.add(id, status));
-            }
-            debug!(url = %url, users = page.users.len(), new, "page");
-            match walk.next(
-                page.users.len(),
-                new,
-                page.total_count,
-                page.next.as_deref(),
-            )? {
+            debug!(url = %url, users = page.users, new, "page");
+            match walk.next(page.users, new, page.total_count, page.next.as_deref())? {
                 Some(next) => url = next,
                 None => break,
             }
