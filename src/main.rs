@@ -13,10 +13,14 @@ fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(e) => return config_error(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A single poll is one request after another: on one thread its tasks hand work to each
+    // other without waking a second one for every response.
+    let mut builder = if settings.once {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("testsigma-exporter: cannot start the async runtime: {e}");
