@@ -33,7 +33,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::{Cli, KeySource, LogFormat, LogLevel, Settings};
 use metrics::Metrics;
@@ -77,13 +77,51 @@ pub async fn run(
         version = env!("CARGO_PKG_VERSION"),
         "testsigma-exporter listening"
     );
-    let polling = tokio::spawn(poller.run(stopped.clone()));
+    let polling = spawn_poller(poller, stopped.clone()).context("cannot start the poller")?;
     server::serve(listener, app, settings.web_config.clone(), stopped)
         .await
         .context("the HTTP server failed")?;
     polling.await.context("the poller stopped abnormally")?;
     info!("stopped");
     Ok(())
+}
+
+/// Runs the poller on a thread of its own with a current-thread runtime, at a lower CPU
+/// priority than the server's threads: decoding pages is the only sustained CPU work of the
+/// exporter, and a scrape that arrives meanwhile should not queue behind it. The receiver
+/// completes when the poller has stopped, and fails if it panicked.
+fn spawn_poller(
+    poller: Poller,
+    stopped: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("poller".to_owned())
+        .spawn(move || {
+            lower_thread_priority();
+            runtime.block_on(poller.run(stopped));
+            let _ = done.send(());
+        })?;
+    Ok(finished)
+}
+
+/// Nice 10 for the calling thread (Linux keeps a nice value per thread); elsewhere nothing.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read and set scheduling attributes of this
+        // thread; failure (e.g. a seccomp filter) leaves the priority as it was.
+        let failed = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0
+        };
+        if failed {
+            debug!("cannot lower the poller's CPU priority; it keeps the default");
+        }
+    }
 }
 
 /// Polls once; returns whether the poll succeeded and the exposition without `process_*`

@@ -1,9 +1,14 @@
 //! Every collector the exporter serves, in one type. A poll's results go in through
-//! [`Metrics::publish`] or [`Metrics::fail`] in one step; [`Metrics::encode`] renders them.
+//! [`Metrics::publish`] or [`Metrics::fail`] in one step; [`Metrics::encode`] renders them,
+//! and [`Metrics::exposition`] keeps the rendering that scrapes are served from.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use flate2::write::GzEncoder;
 
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
@@ -13,6 +18,12 @@ use crate::census::Census;
 /// For the label-less vectors below.
 const NO_LABELS: &[&str] = &[];
 const FROM_POLL: &str = "from a background poll of the Testsigma API";
+
+/// How long a rendered exposition is served before it is rendered again, unless a poll's
+/// results change first. Only what moves on its own goes stale this long: the `process_*`
+/// metrics, and the request counters and quota gauge while a poll runs. Scrapers come every
+/// few seconds at most, and a burst of them costs one rendering a second.
+pub const EXPOSITION_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// The exporter's metrics. Clones share the same collectors.
 #[derive(Clone, Debug)]
@@ -27,6 +38,10 @@ struct Inner {
     /// Held for writing while a poll's results are swapped in, for reading while encoding,
     /// so a scrape never sees half of a poll.
     swap: RwLock<()>,
+    /// Bumped with every published or failed poll, so a cached exposition knows it is old.
+    generation: AtomicU64,
+    cache: Mutex<Option<Exposition>>,
+    max_age: Duration,
     ready: AtomicBool,
     users: GaugeVec,
     by_status: GaugeVec,
@@ -173,6 +188,9 @@ impl Metrics {
                 registry,
                 process,
                 swap: RwLock::new(()),
+                generation: AtomicU64::new(0),
+                cache: Mutex::new(None),
+                max_age: EXPOSITION_MAX_AGE,
                 ready: AtomicBool::new(false),
                 users,
                 by_status,
@@ -213,6 +231,7 @@ impl Metrics {
         m.up.set(1.0);
         m.polls.with_label_values(&["success"]).inc();
         m.ready.store(true, Ordering::Release);
+        m.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Records a failed poll; the last good user counts stay as they are.
@@ -223,6 +242,7 @@ impl Metrics {
         m.up.set(0.0);
         m.polls.with_label_values(&["failure"]).inc();
         m.errors.with_label_values(&[reason.as_str()]).inc();
+        m.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Counts one request sent to the API, by status code or `error`.
@@ -257,6 +277,68 @@ impl Metrics {
             .encode(&families, &mut out)
             .expect("encoding to a Vec cannot fail");
         out
+    }
+
+    /// The exposition to serve, with the `process_*` metrics: rendered afresh when a poll has
+    /// finished since the last rendering or that one is [`EXPOSITION_MAX_AGE`] old, else the
+    /// same bytes again. Concurrent scrapes of a stale one wait for a single rendering.
+    pub fn exposition(&self) -> Exposition {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = cache.as_ref() {
+            let r = &*cached.inner;
+            if r.generation == generation && r.rendered.elapsed() < self.inner.max_age {
+                return cached.clone();
+            }
+        }
+        let fresh = Exposition {
+            inner: Arc::new(Rendered {
+                text: Bytes::from(self.encode(true)),
+                gzip: OnceLock::new(),
+                generation,
+                rendered: Instant::now(),
+            }),
+        };
+        *cache = Some(fresh.clone());
+        fresh
+    }
+}
+
+/// One rendering of the exposition, cheap to clone; its gzip form is made once, when first
+/// asked for.
+#[derive(Clone, Debug)]
+pub struct Exposition {
+    inner: Arc<Rendered>,
+}
+
+#[derive(Debug)]
+struct Rendered {
+    text: Bytes,
+    gzip: OnceLock<Bytes>,
+    generation: u64,
+    rendered: Instant,
+}
+
+impl Exposition {
+    /// The text format.
+    pub fn text(&self) -> Bytes {
+        self.inner.text.clone()
+    }
+
+    /// The text format, gzipped.
+    pub fn gzip(&self) -> Bytes {
+        self.inner
+            .gzip
+            .get_or_init(|| {
+                let text = &self.inner.text;
+                let mut gz = GzEncoder::new(
+                    Vec::with_capacity(text.len() / 4),
+                    flate2::Compression::default(),
+                );
+                gz.write_all(text).expect("writing to a Vec cannot fail");
+                Bytes::from(gz.finish().expect("writing to a Vec cannot fail"))
+            })
+            .clone()
     }
 }
 
@@ -336,5 +418,71 @@ mod tests {
             cfg!(target_os = "linux")
         );
         assert!(!text(&m).contains("process_"));
+    }
+
+    fn with_max_age(max_age: Duration) -> Metrics {
+        let mut m = Metrics::new();
+        Arc::get_mut(&mut m.inner).unwrap().max_age = max_age;
+        m
+    }
+
+    #[test]
+    fn exposition_is_reused_until_a_poll_changes_it() {
+        let m = with_max_age(Duration::from_secs(3600));
+        let first = m.exposition();
+        // Request counters move during a poll; they may be up to a second stale.
+        m.api_request("200");
+        let again = m.exposition();
+        assert!(Arc::ptr_eq(&first.inner, &again.inner));
+        assert_eq!(first.text(), again.text());
+        // A finished poll is served at once, counters included.
+        m.fail(Reason::Http, Duration::from_secs(1));
+        let t = String::from_utf8(m.exposition().text().to_vec()).unwrap();
+        assert!(
+            t.contains("testsigma_poll_errors_total{reason=\"http\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("testsigma_api_requests_total{code=\"200\"} 1\n"),
+            "{t}"
+        );
+        assert_eq!(
+            t.contains("process_resident_memory_bytes"),
+            cfg!(target_os = "linux")
+        );
+        m.publish(
+            &census(1, &[("active", 1)], None),
+            Duration::ZERO,
+            SystemTime::now(),
+        );
+        let t = String::from_utf8(m.exposition().text().to_vec()).unwrap();
+        assert!(t.contains("\ntestsigma_users 1\n"), "{t}");
+    }
+
+    #[test]
+    fn exposition_older_than_max_age_is_rendered_again() {
+        let m = with_max_age(Duration::ZERO);
+        let first = m.exposition();
+        m.api_request("200");
+        let t = String::from_utf8(m.exposition().text().to_vec()).unwrap();
+        assert!(
+            t.contains("testsigma_api_requests_total{code=\"200\"} 1\n"),
+            "{t}"
+        );
+        assert!(!String::from_utf8_lossy(&first.text()).contains("api_requests_total{"));
+    }
+
+    #[test]
+    fn gzip_form_decompresses_to_the_text() {
+        use std::io::Read;
+        let e = Metrics::new().exposition();
+        let gz = e.gzip();
+        assert!(gz.len() < e.text().len());
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut text)
+            .unwrap();
+        assert_eq!(text, e.text());
+        assert_eq!(e.gzip(), gz, "made once");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -21,7 +21,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use tower_http::compression::CompressionLayer;
 use tracing::{debug, warn};
 
 use crate::config::{listen_addrs, ConfigError};
@@ -52,16 +51,7 @@ pub fn router(metrics: Metrics, telemetry_path: &str) -> Router {
         landing: landing_page(telemetry_path).into(),
     };
     Router::new()
-        .route(
-            telemetry_path,
-            get(serve_metrics).layer(
-                CompressionLayer::new()
-                    .gzip(true)
-                    .no_br()
-                    .no_deflate()
-                    .no_zstd(),
-            ),
-        )
+        .route(telemetry_path, get(serve_metrics))
         .route(
             "/",
             get(|State(s): State<AppState>| async move { Html(s.landing.to_string()) }),
@@ -72,12 +62,47 @@ pub fn router(metrics: Metrics, telemetry_path: &str) -> Router {
         .with_state(state)
 }
 
-async fn serve_metrics(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, TEXT_FORMAT)],
-        state.metrics.encode(true),
-    )
-        .into_response()
+/// Serves the cached exposition, gzipped when the client accepts gzip.
+async fn serve_metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let exposition = state.metrics.exposition();
+    let vary = (header::VARY, "accept-encoding");
+    if accepts_gzip(&headers) {
+        let encoding = (header::CONTENT_ENCODING, "gzip");
+        let head = [(header::CONTENT_TYPE, TEXT_FORMAT), encoding, vary];
+        (head, exposition.gzip()).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, TEXT_FORMAT), vary],
+            exposition.text(),
+        )
+            .into_response()
+    }
+}
+
+/// Whether `Accept-Encoding` gives gzip (or `*` without naming gzip) a non-zero weight.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    let values = headers.get_all(header::ACCEPT_ENCODING).iter();
+    for item in values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let weight = parts
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("q").then(|| v.trim())
+            })
+            .map_or(1.0, |q| q.parse::<f32>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(weight);
+        } else if coding == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -124,7 +124,13 @@ impl Client {
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body).await?;
-            let page = match page::decode(&body) {
+            let mut new = 0;
+            let decoded = page::decode_each(&body, |user| {
+                let id = user.id.as_ref().map(|t| t.as_str());
+                let status = user.status.as_ref().map(|t| t.as_str());
+                new += usize::from(tally.add(id, status));
+            });
+            let page = match decoded {
                 Ok(page) => page,
                 Err(_) => return Err(decode_error(&mut body, key)),
             };
@@ -132,20 +138,9 @@ impl Client {
                 tally.set_reported(total);
                 tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
             }
-            let mut new = 0;
-            for user in &page.users {
-                let id = user.id.as_ref().map(|t| t.as_str());
-                let status = user.status.as_ref().map(|t| t.as_str());
-                new += usize::from(tally.add(id, status));
-            }
-            debug!(url = %redacted(url.as_str(), key), users = page.users.len(), new, "page");
+            debug!(url = %redacted(url.as_str(), key), users = page.users, new, "page");
             let next = walk
-                .next(
-                    page.users.len(),
-                    new,
-                    page.total_count,
-                    page.next.as_deref(),
-                )
+                .next(page.users, new, page.total_count, page.next.as_deref())
                 .map_err(|e| e.redacted(key))?;
             match next {
                 Some(next) => url = next,

@@ -24,16 +24,20 @@ impl Pacer {
         }
     }
 
-    /// Waits until the next request may start, and books its slot.
+    /// Waits until the next request may start, and books its slot. Returns at once when the
+    /// slot is now: a timer, even one already due, would wait for the next tick of tokio's
+    /// millisecond clock, about 1 ms a request when there is no limit.
     pub async fn wait(&self) {
         let at = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
             let at = next.map_or(now, |n| n.max(now));
             *next = self.gap.map(|gap| at + gap).or(*next);
-            at
+            (at > now).then_some(at)
         };
-        tokio::time::sleep_until(at).await;
+        if let Some(at) = at {
+            tokio::time::sleep_until(at).await;
+        }
     }
 
     /// No request starts before `pause` has passed.
@@ -136,5 +140,16 @@ mod tests {
         pacer.wait().await;
         pacer.wait().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_slot_that_is_due_does_not_wait_for_the_timer() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        for pacer in [Pacer::new(None), Pacer::new(Some(1.0))] {
+            let wait = std::pin::pin!(pacer.wait());
+            assert_eq!(wait.poll(&mut cx), Poll::Ready(()));
+        }
     }
 }

@@ -8,13 +8,23 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-/// One decoded page.
+/// One decoded page, its users collected (see [`decode_each`] for the streaming form).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Page<'a> {
     pub users: Vec<User<'a>>,
+    /// The next page: a URL, a path or an opaque cursor; `None` when the walk is over.
+    pub next: Option<Cow<'a, str>>,
+    pub total_count: Option<u64>,
+}
+
+/// What a page says besides its users.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PageInfo<'a> {
+    /// Users on the page.
+    pub users: usize,
     /// The next page: a URL, a path or an opaque cursor; `None` when the walk is over.
     pub next: Option<Cow<'a, str>>,
     pub total_count: Option<u64>,
@@ -44,29 +54,45 @@ impl Text<'_> {
 #[error("{0}")]
 pub struct DecodeError(String);
 
-/// Decodes a page. The error says what was wrong, never more than a short excerpt of the body.
+/// Decodes a page, collecting its users. The error says what was wrong, never more than a
+/// short excerpt of the body.
 pub fn decode(body: &[u8]) -> Result<Page<'_>, DecodeError> {
-    let raw: RawPage<'_> = serde_json::from_slice(body).map_err(|e| {
-        DecodeError(format!(
-            "response is not a Testsigma users page ({e}); body starts with {}",
-            excerpt(body)
-        ))
-    })?;
-    let Some(users) = raw.data else {
+    let mut users = Vec::new();
+    let info = decode_each(body, |user| users.push(user))?;
+    Ok(Page {
+        users,
+        next: info.next,
+        total_count: info.total_count,
+    })
+}
+
+/// Decodes a page, handing each user to `each` as it is read, so no list of a page's users
+/// is ever built. On an error some users may already have been handed over.
+pub fn decode_each<'a>(
+    body: &'a [u8],
+    each: impl FnMut(User<'a>),
+) -> Result<PageInfo<'a>, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw = RawPage { each }
+        .deserialize(&mut de)
+        .and_then(|raw| de.end().map(|()| raw))
+        .map_err(|e| {
+            DecodeError(format!(
+                "response is not a Testsigma users page ({e}); body starts with {}",
+                excerpt(body)
+            ))
+        })?;
+    let Some(users) = raw.users else {
         return Err(DecodeError(format!(
             "response has no \"data\" list of users; body starts with {}",
             excerpt(body)
         )));
     };
-    let info = raw.page_info.unwrap_or_default();
-    let next = info
-        .next
-        .map(|t| t.0)
-        .filter(|next| !next.trim().is_empty());
-    Ok(Page {
-        users: users.0,
+    let next = raw.next.map(|t| t.0).filter(|next| !next.trim().is_empty());
+    Ok(PageInfo {
+        users,
         next,
-        total_count: info.total_count,
+        total_count: raw.total_count,
     })
 }
 
@@ -85,53 +111,104 @@ pub fn excerpt(body: &[u8]) -> String {
     format!("{out:?}")
 }
 
-#[derive(Deserialize)]
-struct RawPage<'a> {
-    #[serde(default, borrow)]
-    data: Option<Users<'a>>,
-    #[serde(default, borrow)]
-    page_info: Option<PageInfo<'a>>,
+/// The top level of a page: `data` goes user by user to `each`; `page_info` is read;
+/// anything else is skipped unparsed.
+struct RawPage<F> {
+    each: F,
+}
+
+/// What [`RawPage`] found.
+struct Found<'a> {
+    users: Option<usize>,
+    next: Option<Text<'a>>,
+    total_count: Option<u64>,
+}
+
+impl<'de, F: FnMut(User<'de>)> DeserializeSeed<'de> for RawPage<F> {
+    type Value = Found<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(User<'de>)> Visitor<'de> for RawPage<F> {
+    type Value = Found<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object with \"data\" and \"page_info\"")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = Found {
+            users: None,
+            next: None,
+            total_count: None,
+        };
+        let mut info_seen = false;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "data" if found.users.is_some() => return Err(de::Error::duplicate_field("data")),
+                "data" => {
+                    let users = map.next_value_seed(Users(&mut self.each))?;
+                    found.users = Some(users);
+                }
+                "page_info" if info_seen => return Err(de::Error::duplicate_field("page_info")),
+                "page_info" => {
+                    info_seen = true;
+                    if let Some(info) = map.next_value::<Option<RawPageInfo<'de>>>()? {
+                        found.next = info.next;
+                        found.total_count = info.total_count;
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[derive(Default, Deserialize)]
-struct PageInfo<'a> {
+struct RawPageInfo<'a> {
     #[serde(default, borrow)]
     next: Option<Text<'a>>,
     #[serde(default)]
     total_count: Option<u64>,
 }
 
-/// `data`: a bare array of users, or an object holding it under `users`.
-struct Users<'a>(Vec<User<'a>>);
+/// `data`: a bare array of users, or an object holding it under `users`; each user goes to
+/// the function as it is read, and the value is how many there were.
+struct Users<'f, F>(&'f mut F);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Users<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Users<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of users or an object with a \"users\" array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut users = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1000));
-                while let Some(user) = seq.next_element()? {
-                    users.push(user);
-                }
-                Ok(Users(users))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut found = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "users" && found.is_none() {
-                        found = Some(map.next_value::<Users<'a>>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                found.ok_or_else(|| de::Error::missing_field("users"))
+impl<'de, F: FnMut(User<'de>)> DeserializeSeed<'de> for Users<'_, F> {
+    type Value = usize;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, F: FnMut(User<'de>)> Visitor<'de> for Users<'_, F> {
+    type Value = usize;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of users or an object with a \"users\" array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut n = 0;
+        while let Some(user) = seq.next_element()? {
+            (self.0)(user);
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "users" && found.is_none() {
+                found = Some(map.next_value_seed(Users(&mut *self.0))?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V(std::marker::PhantomData))
+        found.ok_or_else(|| de::Error::missing_field("users"))
     }
 }
 

@@ -5,6 +5,7 @@ mod binary;
 mod chaos;
 mod counting;
 mod endpoints;
+mod exposition;
 mod failure;
 mod fuzz_decode;
 mod helpers;

@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Measures the exporter near its limits against honest baselines, on loopback only:
+#
+#   - CPU (user+sys) and peak RSS of `--once` polls of N and BIG static users pages served by
+#     nginx, next to curl fetching the same pages over one keep-alive connection and a
+#     hand-written Python exporter (bench/baseline_exporter.py) doing the same walk;
+#   - /metrics throughput with wrk (32 connections) next to nginx serving the same bytes;
+#   - scrape latency (p99) idle and while BIG-user polls run back to back, with scrapes paced
+#     at 100 a second on each of 2 connections, as scrapers come periodically (a closed loop
+#     at full speed would measure the CPU queue of wrk, nginx and the exporter instead);
+#   - idle RSS and the size of the release binary.
+#
+# Prints each run, then medians, ratios and the targets of the performance issue.
+# Not a test: numbers depend on the machine and on what else runs on it.
+#
+# Usage: scripts/bench.sh [--runs N] [--users N] [--big-users N] [--duration S] [--no-build]
+#   --runs N        runs of each measurement, medians reported (default 5)
+#   --users N       users of the main poll (default 100000)
+#   --big-users N   users of the large poll for memory and latency (default 1000000)
+#   --duration S    seconds of each wrk run (default 10)
+#   --no-build      use target/release/testsigma-exporter as it is
+#   --bin PATH      measure this exporter binary instead (implies --no-build)
+# Needs nginx, wrk, curl, python3 with prometheus_client and requests; installs what is
+# missing with apt-get and pip when run as root.
+set -euo pipefail
+
+RUNS=5
+USERS=100000
+BIG_USERS=1000000
+DURATION=10
+BUILD=1
+BIN=
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --users) USERS=$2; shift 2 ;;
+    --big-users) BIG_USERS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --no-build) BUILD=0; shift ;;
+    --bin) BIN=$(realpath "$2"); BUILD=0; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/target/release/testsigma-exporter}
+BENCH=$ROOT/bench
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------
+need_apt=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v curl >/dev/null || need_apt+=(curl)
+if [[ ${#need_apt[@]} -gt 0 ]]; then
+    log "installing ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+if ! python3 -c 'import prometheus_client, requests' 2>/dev/null; then
+    log "installing prometheus_client and requests for the Python baseline"
+    python3 -m pip install -q prometheus_client requests
+fi
+if [[ $BUILD == 1 ]]; then
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --locked -q)
+fi
+
+# --- scratch space, servers, cleanup ----------------------------------------------------
+WORK=$(mktemp -d /tmp/testsigma-bench.XXXXXX)
+chmod 755 "$WORK" # nginx's workers do not run as root
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    if [[ -f $WORK/nginx.pid ]]; then kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; fi
+    sleep 0.2
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+log "generating $USERS and $BIG_USERS users as static pages under $WORK"
+python3 "$BENCH/gen_pages.py" "$WORK/small" "$USERS" >/dev/null
+python3 "$BENCH/gen_pages.py" "$WORK/big" "$BIG_USERS" >/dev/null
+mkdir -p "$WORK/static"
+SMALL_PORT=$(free_port)
+BIG_PORT=$(free_port)
+STATIC_PORT=$(free_port)
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes auto;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$SMALL_PORT;
+    root $WORK/small;
+    location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
+  }
+  server {
+    listen 127.0.0.1:$BIG_PORT;
+    root $WORK/big;
+    location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
+  }
+  server {
+    listen 127.0.0.1:$STATIC_PORT;
+    root $WORK/static;
+    default_type "text/plain; version=0.0.4; charset=utf-8";
+    open_file_cache max=16;
+    gzip_static on;
+  }
+}
+EOF
+"$NGINX" -c "$WORK/nginx.conf"
+SMALL=http://127.0.0.1:$SMALL_PORT
+BIG=http://127.0.0.1:$BIG_PORT
+
+curl_config() { # base users -> a curl config fetching every page in order
+    local pages=$((($2 + 99) / 100))
+    printf 'url = "%s/api/v1/users?page_size=100"\noutput = "/dev/null"\n' "$1"
+    for ((p = 2; p <= pages; p++)); do
+        printf 'url = "%s/api/v1/users/p%d.json"\noutput = "/dev/null"\n' "$1" "$p"
+    done
+}
+curl_config "$SMALL" "$USERS" >"$WORK/curl-small.cfg"
+curl_config "$BIG" "$BIG_USERS" >"$WORK/curl-big.cfg"
+
+export TESTSIGMA_API_KEY=bench-key
+RESULTS=$WORK/results # lines: "name value"
+
+measure() { # name cmd... : runs cmd, records name.cpu (user+sys, s) and name.rss (KiB)
+    local name=$1 out
+    shift
+    out=$(python3 "$BENCH/rusage.py" "$@" 2>&1 >"$WORK/stdout") || {
+        echo "bench.sh: $name failed: $out" >&2
+        exit 1
+    }
+    out=$(tail -1 <<<"$out")
+    read -r user sys rss wall <<<"$out"
+    echo "$name.cpu $(python3 -c "print(round($user + $sys, 4))")" >>"$RESULTS"
+    echo "$name.rss $rss" >>"$RESULTS"
+    printf '  %-16s cpu %6.3f s  (user %s sys %s)  peak rss %6.1f MiB  wall %s s\n' \
+        "$name" "$(python3 -c "print($user + $sys)")" "$user" "$sys" "$(python3 -c "print($rss / 1024)")" "$wall" >&2
+}
+
+check_users() { # expected: the exposition just printed counts every user
+    local got
+    got=$(awk '$1 == "testsigma_users" { print $2 + 0 }' "$WORK/stdout")
+    [[ $got == "$1" ]] || { echo "bench.sh: expected $1 users, got '$got'" >&2; exit 1; }
+}
+
+
+# --- 1. poll CPU and memory --------------------------------------------------------------
+log "poll of $USERS users: curl, exporter, Python baseline; $RUNS runs each, interleaved"
+measure warmup curl -sf --config "$WORK/curl-small.cfg"
+for ((i = 1; i <= RUNS; i++)); do
+    measure curl curl -sf --config "$WORK/curl-small.cfg"
+    measure exporter "$BIN" --once --base-url "$SMALL/api/v1" --max-request-rate 0 --log.level warn
+    check_users "$USERS"
+    measure python python3 "$BENCH/baseline_exporter.py" "$SMALL/api/v1" --once
+    check_users "$USERS"
+done
+log "poll of $BIG_USERS users: curl, exporter; $RUNS runs each"
+for ((i = 1; i <= RUNS; i++)); do
+    measure curl_big curl -sf --config "$WORK/curl-big.cfg"
+    measure exporter_big "$BIN" --once --base-url "$BIG/api/v1" --max-request-rate 0 --log.level warn
+    check_users "$BIG_USERS"
+done
+
+# --- 2. serving: throughput, latency, idle RSS --------------------------------------------
+start_exporter() { # name base interval -> port in $PORT, pid appended to PIDS
+    PORT=$(free_port)
+    "$BIN" --base-url "$2/api/v1" --max-request-rate 0 --poll-interval "$3" \
+        --web.listen-address "127.0.0.1:$PORT" --log.level warn 2>"$WORK/$1.log" &
+    PIDS+=($!)
+    local deadline=$((SECONDS + 300))
+    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz") == 200 ]]; do
+        ((SECONDS < deadline)) || { echo "bench.sh: $1 never became ready" >&2; exit 1; }
+        sleep 0.1
+    done
+}
+
+wrk_rps() { wrk -t2 -c32 -d"${DURATION}s" "$@" | awk '/^Requests\/sec/ { print $2 }'; }
+echo 'function delay() return 10 end' >"$WORK/paced.lua"
+wrk_p99() { # url -> p99 in ms of scrapes paced 10 ms apart on each of 2 connections
+    wrk -t1 -c2 -d"${DURATION}s" -s "$WORK/paced.lua" --latency "$1" | awk '
+        / 99%/ { v = $2; u = v; sub(/[a-z]+$/, "", v); sub(/^[0-9.]+/, "", u);
+                 if (u == "us") v /= 1000; else if (u == "s") v *= 1000; print v }'
+}
+
+log "serving: exporter with $USERS users polled, idle (poll interval 1h)"
+start_exporter idle "$SMALL" 1h
+IDLE_PID=${PIDS[-1]}
+IDLE_URL=http://127.0.0.1:$PORT/metrics
+curl -s "$IDLE_URL" >"$WORK/static/metrics"
+gzip -k "$WORK/static/metrics"
+for _ in 1 2 3; do curl -s -o /dev/null "$IDLE_URL"; done
+echo "idle.rss $(awk '/^VmRSS/ { print $2 }' "/proc/$IDLE_PID/status")" >>"$RESULTS"
+printf '  exposition %d bytes, idle exporter rss %s KiB\n' "$(wc -c <"$WORK/static/metrics")" \
+    "$(awk '/^VmRSS/ { print $2 }' "/proc/$IDLE_PID/status")" >&2
+for ((i = 1; i <= RUNS; i++)); do
+    r=$(wrk_rps "$IDLE_URL")
+    echo "rps.exporter $r" >>"$RESULTS"
+    n=$(wrk_rps "http://127.0.0.1:$STATIC_PORT/metrics")
+    echo "rps.nginx $n" >>"$RESULTS"
+    printf '  /metrics req/s: exporter %s, nginx static %s\n' "$r" "$n" >&2
+done
+GZ=(-H 'Accept-Encoding: gzip')
+for ((i = 1; i <= RUNS; i++)); do
+    r=$(wrk_rps "${GZ[@]}" "$IDLE_URL")
+    echo "rps.exporter_gzip $r" >>"$RESULTS"
+    n=$(wrk_rps "${GZ[@]}" "http://127.0.0.1:$STATIC_PORT/metrics")
+    echo "rps.nginx_gzip $n" >>"$RESULTS"
+    printf '  /metrics gzip req/s: exporter %s, nginx gzip_static %s\n' "$r" "$n" >&2
+done
+
+log "scrape latency: idle, then while $BIG_USERS-user polls run back to back"
+for ((i = 1; i <= RUNS; i++)); do
+    v=$(wrk_p99 "$IDLE_URL")
+    echo "p99.idle $v" >>"$RESULTS"
+    printf '  idle p99 %s ms\n' "$v" >&2
+done
+kill "$IDLE_PID"
+start_exporter busy "$BIG" 1s
+BUSY_URL=http://127.0.0.1:$PORT/metrics
+for ((i = 1; i <= RUNS; i++)); do
+    v=$(wrk_p99 "$BUSY_URL")
+    echo "p99.busy $v" >>"$RESULTS"
+    polls=$(curl -s "$BUSY_URL" | awk '$1 ~ /^testsigma_polls_total/ { n += $2 } END { print n }')
+    printf '  during polls p99 %s ms (%s polls so far)\n' "$v" "$polls" >&2
+done
+echo "busy.rss $(awk '/^VmHWM/ { print $2 }' "/proc/${PIDS[-1]}/status")" >>"$RESULTS"
+echo "binary.size $(stat -c %s "$BIN")" >>"$RESULTS"
+
+# --- 3. summary ---------------------------------------------------------------------------
+python3 - "$RESULTS" "$USERS" "$BIG_USERS" "$RUNS" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+values = defaultdict(list)
+for line in open(sys.argv[1]):
+    name, value = line.split()
+    values[name].append(float(value))
+users, big, runs = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+m = {k: statistics.median(v) for k, v in values.items()}
+MiB = 1024
+rows = [
+    (f"CPU of a --once poll, {users} users", f"{m['exporter.cpu']:.3f} s",
+     f"curl {m['curl.cpu']:.3f} s", m['exporter.cpu'] / m['curl.cpu'], "<= 1.5x curl",
+     m['exporter.cpu'] / m['curl.cpu'] <= 1.5),
+    (f"CPU of a --once poll, {big} users", f"{m['exporter_big.cpu']:.3f} s",
+     f"curl {m['curl_big.cpu']:.3f} s", m['exporter_big.cpu'] / m['curl_big.cpu'], "(1.5x curl)",
+     None),
+    (f"CPU vs Python baseline, {users} users", f"{m['exporter.cpu']:.3f} s",
+     f"python {m['python.cpu']:.3f} s", m['python.cpu'] / m['exporter.cpu'], ">= 10x less",
+     m['python.cpu'] / m['exporter.cpu'] >= 10),
+    (f"peak RSS of the poll, {users} users", f"{m['exporter.rss'] / MiB:.1f} MiB",
+     f"python {m['python.rss'] / MiB:.1f} MiB", None, "<= 16 MiB", m['exporter.rss'] <= 16 * MiB),
+    (f"peak RSS of the poll, {big} users", f"{m['exporter_big.rss'] / MiB:.1f} MiB", "", None,
+     "<= 48 MiB", m['exporter_big.rss'] <= 48 * MiB),
+    ("/metrics req/s, wrk -c32", f"{m['rps.exporter']:.0f}", f"nginx {m['rps.nginx']:.0f}",
+     m['rps.exporter'] / m['rps.nginx'], ">= 0.7x nginx", m['rps.exporter'] / m['rps.nginx'] >= 0.7),
+    ("/metrics req/s gzipped, wrk -c32", f"{m['rps.exporter_gzip']:.0f}",
+     f"nginx {m['rps.nginx_gzip']:.0f}", m['rps.exporter_gzip'] / m['rps.nginx_gzip'], "(0.7x nginx)",
+     None),
+    ("scrape p99 during large polls", f"{m['p99.busy']:.3f} ms", f"idle {m['p99.idle']:.3f} ms",
+     m['p99.busy'] / m['p99.idle'], "<= 2x idle", m['p99.busy'] / m['p99.idle'] <= 2),
+    ("idle RSS", f"{m['idle.rss'] / MiB:.1f} MiB", "", None, "<= 10 MiB", m['idle.rss'] <= 10 * MiB),
+    ("release binary size", f"{m['binary.size'] / 2**20:.2f} MiB", "", None, "<= 10 MiB",
+     m['binary.size'] <= 10 * 2**20),
+]
+print(f"\nMedians of {runs} runs\n")
+print("| measure | exporter | reference | ratio | target | met |")
+print("| --- | --- | --- | --- | --- | --- |")
+for name, ours, ref, ratio, target, ok in rows:
+    r = f"{ratio:.2f}x" if ratio is not None else ""
+    met = "" if ok is None else ("yes" if ok else "NO")
+    print(f"| {name} | {ours} | {ref} | {r} | {target} | {met} |")
+print(f"\n(peak RSS while serving during large polls: {m['busy.rss'] / MiB:.1f} MiB)")
+EOF
