@@ -17,6 +17,8 @@ WORKDIR /src
 ARG TESTSIGMA_EXPORTER_REVISION=unknown
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
+# Cargo.toml declares the micro-benchmarks; cargo reads them even for a release build.
+COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \

@@ -155,16 +155,7 @@ async fn ready_after_the_first_poll_with_every_counter_at_zero_before() {
         let series = format!(r#"testsigma_polls_total{{result="{result}"}}"#);
         assert_eq!(value(&text, &series), Some(0.0), "{series}");
     }
-    for reason in [
-        "auth",
-        "rate_limited",
-        "timeout",
-        "connect",
-        "http",
-        "decode",
-        "pagination",
-        "too_large",
-    ] {
+    for reason in REASONS {
         let series = format!(r#"testsigma_poll_errors_total{{reason="{reason}"}}"#);
         assert_eq!(value(&text, &series), Some(0.0), "{series} in\n{text}");
     }
