@@ -99,30 +99,30 @@ impl<'a> Walk<'a> {
         Ok(Some(url))
     }
 
-    /// An absolute URL must stay on the API's origin; a path resolves against it; anything
-    /// else is a cursor token.
+    /// An absolute URL or a path must stay on the API's origin (checked after parsing, as the
+    /// URL parser reads `/\\host` or `/<tab>/host` as another host); anything else is a cursor.
     fn resolve(&self, next: &str) -> Result<Url, PollError> {
         let lower = next.get(..8).unwrap_or(next).to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            let url = Url::parse(next).map_err(|e| {
+        let url = if lower.starts_with("http://") || lower.starts_with("https://") {
+            Url::parse(next).map_err(|e| {
                 PollError::Pagination(format!("next page link {next:?} is not a valid URL ({e})"))
-            })?;
-            if url.origin() != self.users_url.origin() {
-                return Err(PollError::Pagination(format!(
-                    "next page link points to another origin ({}); not followed, so the API key \
-                     stays with {}",
-                    url.origin().ascii_serialization(),
-                    self.users_url.origin().ascii_serialization()
-                )));
-            }
-            Ok(url)
+            })?
         } else if next.starts_with('/') && !next.starts_with("//") {
             self.users_url.join(next).map_err(|e| {
                 PollError::Pagination(format!("next page path {next:?} is not valid ({e})"))
-            })
+            })?
         } else {
-            Ok(self.with_query(Some(next)))
+            return Ok(self.with_query(Some(next)));
+        };
+        if url.origin() != self.users_url.origin() {
+            return Err(PollError::Pagination(format!(
+                "next page link points to another origin ({}); not followed, so the API key \
+                 stays with {}",
+                url.origin().ascii_serialization(),
+                self.users_url.origin().ascii_serialization()
+            )));
         }
+        Ok(url)
     }
 
     fn with_query(&self, cursor: Option<&str>) -> Url {
@@ -204,6 +204,8 @@ mod tests {
             "http://api.example.com:8443/api/v1/users?page=2",
             "https://api.example.com/api/v1/users?page=2",
             "HTTPS://evil.example.com/x",
+            "/\\evil.example.com/x",
+            "/\t/evil.example.com/x",
             "//evil.example.com/x",
         ] {
             let mut walk = Walk::new(&base, 2);

@@ -124,14 +124,21 @@ async fn foreign() -> MockServer {
 #[tokio::test]
 async fn a_next_link_to_another_origin_fails_and_nothing_is_sent_there() {
     let foreign = foreign().await;
-    let mock = MockServer::start().await;
-    // Same host, other port: another origin all the same.
-    let next = format!("{}/api/v1/users?page_size=100&page=2", foreign.uri());
-    mount_users(&mock, page(&[("user-1", "active")], json!(next), Some(2))).await;
-    let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
-    assert!(!ok);
-    assert_eq!(failed_reasons(&text), ["pagination"], "{text}");
-    assert!(foreign.received_requests().await.unwrap().is_empty());
+    let host = foreign.address().to_string();
+    for next in [
+        // Same host, other port: another origin all the same.
+        format!("{}/api/v1/users?page_size=100&page=2", foreign.uri()),
+        // Paths the URL parser reads as another host.
+        format!("/\\{host}/api/v1/users"),
+        format!("/\t/{host}/api/v1/users"),
+    ] {
+        let mock = MockServer::start().await;
+        mount_users(&mock, page(&[("user-1", "active")], json!(next), Some(2))).await;
+        let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
+        assert!(!ok, "{next:?}");
+        assert_eq!(failed_reasons(&text), ["pagination"], "{next:?}: {text}");
+        assert!(foreign.received_requests().await.unwrap().is_empty(), "{next:?}");
+    }
 }
 
 #[tokio::test]
