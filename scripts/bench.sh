@@ -50,18 +50,24 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------------------
 need_apt=()
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
 command -v wrk >/dev/null || need_apt+=(wrk)
 command -v curl >/dev/null || need_apt+=(curl)
 if [[ ${#need_apt[@]} -gt 0 ]]; then
     log "installing ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    timeout 600 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-if ! python3 -c 'import prometheus_client, requests' 2>/dev/null; then
-    log "installing prometheus_client and requests for the Python baseline"
-    python3 -m pip install -q prometheus_client requests
+# The Python baseline's packages go into a virtualenv: Debian's own python3 refuses pip
+# installs into the system (and needs python3-venv for this).
+BASELINE_VENV=${BASELINE_VENV:-$HOME/.cache/testsigma-exporter-bench-venv}
+if ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
+    log "installing prometheus_client and requests for the Python baseline into $BASELINE_VENV"
+    python3 -m venv "$BASELINE_VENV"
+    timeout 600 "$BASELINE_VENV/bin/pip" install -q prometheus_client requests
 fi
+BASELINE_PY=$BASELINE_VENV/bin/python
 if [[ $BUILD == 1 ]]; then
     log "building the release binary"
     (cd "$ROOT" && cargo build --release --locked -q)
@@ -166,7 +172,7 @@ for ((i = 1; i <= RUNS; i++)); do
     measure curl curl -sf --config "$WORK/curl-small.cfg"
     measure exporter "$BIN" --once --base-url "$SMALL/api/v1" --max-request-rate 0 --log.level warn
     check_users "$USERS"
-    measure python python3 "$BENCH/baseline_exporter.py" "$SMALL/api/v1" --once
+    measure python "$BASELINE_PY" "$BENCH/baseline_exporter.py" "$SMALL/api/v1" --once
     check_users "$USERS"
 done
 log "poll of $BIG_USERS users: curl, exporter; $RUNS runs each"
@@ -183,7 +189,7 @@ start_exporter() { # name base interval -> port in $PORT, pid appended to PIDS
         --web.listen-address "127.0.0.1:$PORT" --log.level warn 2>"$WORK/$1.log" &
     PIDS+=($!)
     local deadline=$((SECONDS + 300))
-    until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz") == 200 ]]; do
+    until [[ $(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz") == 200 ]]; do
         ((SECONDS < deadline)) || { echo "bench.sh: $1 never became ready" >&2; exit 1; }
         sleep 0.1
     done
@@ -201,9 +207,9 @@ log "serving: exporter with $USERS users polled, idle (poll interval 1h)"
 start_exporter idle "$SMALL" 1h
 IDLE_PID=${PIDS[-1]}
 IDLE_URL=http://127.0.0.1:$PORT/metrics
-curl -s "$IDLE_URL" >"$WORK/static/metrics"
+curl -s --max-time 10 "$IDLE_URL" >"$WORK/static/metrics"
 gzip -k "$WORK/static/metrics"
-for _ in 1 2 3; do curl -s -o /dev/null "$IDLE_URL"; done
+for _ in 1 2 3; do curl -s --max-time 10 -o /dev/null "$IDLE_URL"; done
 echo "idle.rss $(awk '/^VmRSS/ { print $2 }' "/proc/$IDLE_PID/status")" >>"$RESULTS"
 printf '  exposition %d bytes, idle exporter rss %s KiB\n' "$(wc -c <"$WORK/static/metrics")" \
     "$(awk '/^VmRSS/ { print $2 }' "/proc/$IDLE_PID/status")" >&2
@@ -235,7 +241,7 @@ BUSY_URL=http://127.0.0.1:$PORT/metrics
 for ((i = 1; i <= RUNS; i++)); do
     v=$(wrk_p99 "$BUSY_URL")
     echo "p99.busy $v" >>"$RESULTS"
-    polls=$(curl -s "$BUSY_URL" | awk '$1 ~ /^testsigma_polls_total/ { n += $2 } END { print n }')
+    polls=$(curl -s --max-time 10 "$BUSY_URL" | awk '$1 ~ /^testsigma_polls_total/ { n += $2 } END { print n }')
     printf '  during polls p99 %s ms (%s polls so far)\n' "$v" "$polls" >&2
 done
 echo "busy.rss $(awk '/^VmHWM/ { print $2 }' "/proc/${PIDS[-1]}/status")" >>"$RESULTS"

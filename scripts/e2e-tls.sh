@@ -163,7 +163,7 @@ code=$(status "http://$EXP/metrics")
 ok "plain HTTP is turned away (400)"
 code=$(status --cacert ca.crt "https://$EXP/metrics")
 [ "$code" = 401 ] || die "no credentials: expected 401, got $code"
-curl -s -o /dev/null -D headers.txt --cacert ca.crt "https://$EXP/metrics" || true
+curl -s --max-time 5 -o /dev/null -D headers.txt --cacert ca.crt "https://$EXP/metrics" || true
 grep -qi '^www-authenticate: basic' headers.txt || die "401 without WWW-Authenticate: Basic"
 code=$(status --cacert ca.crt -u "$USER_NAME:not-the-password" "https://$EXP/metrics")
 [ "$code" = 401 ] || die "wrong password: expected 401, got $code"

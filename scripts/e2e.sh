@@ -144,9 +144,13 @@ prom_true() { [ -n "$(prom_value "$1")" ]; }
 # ================================================================================ tools
 step "0. Install the tools (idempotent)"
 need_apt=()
-for tool in prometheus:prometheus promtool:prometheus wrk:wrk curl:curl objdump:binutils strace:strace; do
+for tool in prometheus:prometheus promtool:prometheus wrk:wrk curl:curl objdump:binutils strace:strace python3:python3; do
     command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool##*:}")
 done
+# Debian's own python3 makes virtualenvs only with python3-venv.
+if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need_apt+=(python3-venv)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing ${need_apt[*]}: run as root, or install them first"
     mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)

@@ -128,8 +128,9 @@ impl Tally {
 
     /// Reserves room for `users` more users (a hint, e.g. the reported total).
     pub fn reserve(&mut self, users: usize) {
-        // Bounded so that a silly total_count cannot make us allocate gigabytes up front.
-        let users = users.min(4_000_000);
+        // Bounded so that an inflated total_count cannot claim much memory up front: ids
+        // spread over the whole table, so a table far too large still gets touched page by page.
+        let users = users.min(1_000_000);
         self.seen
             .uuids
             .reserve(users.saturating_sub(self.seen.uuids.len()));

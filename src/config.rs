@@ -36,8 +36,9 @@ pub struct Cli {
     #[arg(long, env = "TESTSIGMA_BASE_URL", value_name = "URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
 
-    /// Address to serve on: host:port, :port or [::]:port.
+    // `help` rather than a doc comment: rustdoc would read "[::]" as a link.
     #[arg(
+        help = "Address to serve on: host:port, :port or [::]:port",
         long = "web.listen-address",
         env = "TESTSIGMA_EXPORTER_LISTEN_ADDRESS",
         value_name = "ADDR",
@@ -267,6 +268,22 @@ impl Cli {
                 format!("{} is taken by the health endpoints", self.telemetry_path),
             ));
         }
+        // The router would read braces as a path parameter and panics on ':' or '*' segments.
+        if self.telemetry_path.contains(['{', '}'])
+            || self
+                .telemetry_path
+                .split('/')
+                .any(|seg| seg.starts_with([':', '*']))
+        {
+            return Err(ConfigError::new(
+                "--web.telemetry-path",
+                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                format!(
+                    "{:?} must be a plain path: no braces, no segment starting with ':' or '*'",
+                    self.telemetry_path
+                ),
+            ));
+        }
         Ok(Settings {
             key,
             base_url,
@@ -341,6 +358,10 @@ fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// Longest poll interval or request timeout: longer ones are surely typos, and timers must
+/// not overflow.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 fn parse_duration(
     raw: &str,
     flag: &'static str,
@@ -355,6 +376,13 @@ fn parse_duration(
     })?;
     if d.is_zero() {
         return Err(ConfigError::new(flag, env, "must be greater than 0"));
+    }
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(
+            flag,
+            env,
+            format!("{raw:?} is more than 24h"),
+        ));
     }
     Ok(d)
 }
@@ -525,6 +553,31 @@ mod tests {
                 &["--web.telemetry-path", "metrics"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+            ),
+            (
+                &["--web.telemetry-path", "/:m"],
+                "--web.telemetry-path",
+                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+            ),
+            (
+                &["--web.telemetry-path", "/x/*rest"],
+                "--web.telemetry-path",
+                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+            ),
+            (
+                &["--web.telemetry-path", "/{m}"],
+                "--web.telemetry-path",
+                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+            ),
+            (
+                &["--poll-interval", "18446744073709551615s"],
+                "--poll-interval",
+                "TESTSIGMA_POLL_INTERVAL",
+            ),
+            (
+                &["--request-timeout", "25h"],
+                "--request-timeout",
+                "TESTSIGMA_REQUEST_TIMEOUT",
             ),
             (
                 &["--web.config.file", "/nonexistent/web.yml"],

@@ -12,20 +12,20 @@
 //!   reason it failed, to [`metrics`], which swaps it in all at once.
 //! - [`server`] serves `/metrics`, `/healthz`, `/readyz` and `/` from what was last
 //!   published, never waiting for the poller.
-//! - [`web`] adds TLS, basic auth and response headers from `--web.config.file`, reloading
+//! - `web` adds TLS, basic auth and response headers from `--web.config.file`, reloading
 //!   the file and its certificates when they change.
-//! - [`demo`] is a simulated API on loopback for `--demo`.
+//! - `demo` is a simulated API on loopback for `--demo`.
 //!
 //! [`run`] wires them together until a shutdown signal; [`once`] polls once for `--once`.
 
 pub mod api;
 pub mod census;
 pub mod config;
-pub mod demo;
+mod demo;
 pub mod metrics;
 pub mod poller;
 pub mod server;
-pub mod web;
+mod web;
 
 use std::future::Future;
 
@@ -77,11 +77,25 @@ pub async fn run(
         version = env!("CARGO_PKG_VERSION"),
         "testsigma-exporter listening"
     );
-    let polling = spawn_poller(poller, stopped.clone()).context("cannot start the poller")?;
-    server::serve(listener, app, settings.web_config.clone(), stopped)
-        .await
-        .context("the HTTP server failed")?;
-    polling.await.context("the poller stopped abnormally")?;
+    let mut polling = spawn_poller(poller, stopped.clone()).context("cannot start the poller")?;
+    let shutting_down = stopped.clone();
+    let serving = server::serve(listener, app, settings.web_config.clone(), stopped);
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => {
+            served.context("the HTTP server failed")?;
+            polling.await.context("the poller stopped abnormally")?;
+        }
+        // The poller ends only at shutdown; before it, it died (a panic), and serving counts
+        // that will never change again would hide that: exit so that a supervisor restarts us.
+        ended = &mut polling => {
+            if !*shutting_down.borrow() {
+                anyhow::bail!("the poller stopped abnormally; exiting so the exporter can be restarted");
+            }
+            ended.context("the poller stopped abnormally")?;
+            serving.await.context("the HTTP server failed")?;
+        }
+    }
     info!("stopped");
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info};
@@ -99,14 +99,14 @@ impl Poller {
 
 /// The key for this poll; a key file is read afresh each time so a rotated Secret applies.
 async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
-    match source {
-        KeySource::Env(key) => Ok(key.clone()),
+    let key = match source {
+        KeySource::Env(key) => key.clone(),
         KeySource::File(path) => {
             let key_error = |source| PollError::KeyFile {
                 path: path.clone(),
                 source,
             };
-            let text = tokio::fs::read_to_string(path).await.map_err(key_error)?;
+            let text = read_small_file(path).await.map_err(key_error)?;
             let key = text.trim();
             if key.is_empty() {
                 return Err(key_error(std::io::Error::new(
@@ -114,7 +114,36 @@ async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
                     "the file is empty",
                 )));
             }
-            Ok(SecretString::from(key.to_owned()))
+            SecretString::from(key.to_owned())
         }
+    };
+    // A key with a line break or another control character inside cannot go in a header;
+    // say so now rather than fail every request as if the network were down.
+    if reqwest::header::HeaderValue::from_str(key.expose_secret()).is_err() {
+        let from = match source {
+            KeySource::Env(_) => "TESTSIGMA_API_KEY".to_owned(),
+            KeySource::File(path) => path.display().to_string(),
+        };
+        return Err(PollError::InvalidKey { from });
     }
+    Ok(key)
+}
+
+/// Reads a key file of at most 64 KiB: a wrong path such as a device must not read forever.
+async fn read_small_file(path: &std::path::Path) -> std::io::Result<String> {
+    use tokio::io::AsyncReadExt;
+    const LIMIT: u64 = 64 * 1024;
+    let mut text = String::new();
+    tokio::fs::File::open(path)
+        .await?
+        .take(LIMIT + 1)
+        .read_to_string(&mut text)
+        .await?;
+    if text.len() as u64 > LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "larger than 64 KiB, so not a key file",
+        ));
+    }
+    Ok(text)
 }

@@ -51,6 +51,11 @@ pub enum PollError {
     )]
     Auth { status: u16 },
     #[error(
+        "the API key from {from} holds a line break or another character an HTTP header cannot \
+         carry; store the key alone, on one line"
+    )]
+    InvalidKey { from: String },
+    #[error(
         "cannot read the API key file {}: {source}; check that the Secret is mounted and \
          readable, or set TESTSIGMA_API_KEY", path.display()
     )]
@@ -116,6 +121,7 @@ impl PollError {
             PollError::Pagination(text) => PollError::Pagination(clean(text)),
             other @ (PollError::Auth { .. }
             | PollError::KeyFile { .. }
+            | PollError::InvalidKey { .. }
             | PollError::RateLimited { .. }
             | PollError::TooLarge { .. }) => other,
         }
@@ -123,7 +129,9 @@ impl PollError {
 
     pub fn reason(&self) -> Reason {
         match self {
-            PollError::Auth { .. } | PollError::KeyFile { .. } => Reason::Auth,
+            PollError::Auth { .. } | PollError::KeyFile { .. } | PollError::InvalidKey { .. } => {
+                Reason::Auth
+            }
             PollError::RateLimited { .. } => Reason::RateLimited,
             PollError::Timeout { .. } => Reason::Timeout,
             PollError::Connect { .. } => Reason::Connect,

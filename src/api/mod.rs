@@ -17,8 +17,9 @@ use url::Url;
 use crate::census::{Census, Tally};
 use crate::metrics::Metrics;
 pub use error::{PollError, Reason};
-pub use pacing::{backoff, retry_after, Pacer, BACKOFF_BASE};
-pub use walk::Walk;
+pub use pacing::BACKOFF_BASE;
+use pacing::{backoff, retry_after, Pacer};
+use walk::Walk;
 
 /// Largest response body read; a larger one fails the poll (`too_large`).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -104,11 +105,6 @@ impl Client {
             pacer: Pacer::new(config.max_request_rate),
             metrics,
         })
-    }
-
-    /// `{base}/users`.
-    pub fn users_url(&self) -> &Url {
-        &self.users_url
     }
 
     /// Walks every page and counts the users. Nothing is published here: the caller gets the
@@ -291,7 +287,8 @@ impl Client {
 /// body is redacted first so that no part of the key survives the excerpt's truncation.
 fn decode_error(body: &mut Vec<u8>, key: &SecretString) -> PollError {
     redact_bytes(body, key.expose_secret());
-    match page::decode(body) {
+    // Decoded again only for the message: users are dropped as they come, never collected.
+    match page::decode_each(body, |_| {}) {
         Err(e) => PollError::Decode(e.to_string()).redacted(key),
         // Only if blanking out the key made the body valid, which it never should.
         Ok(_) => PollError::Decode("response is not a Testsigma users page".to_owned()),

@@ -134,3 +134,31 @@ async fn an_unreadable_key_file_fails_the_poll_and_the_exporter_recovers() {
     assert_eq!(value(&text, "testsigma_users"), Some(2.0));
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn a_key_that_cannot_go_in_a_header_or_an_oversized_file_fails_as_auth_without_a_request() {
+    let mock = api_for(&["key-A"]).await;
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let key_path = scratch.path().join("api-key");
+    for (contents, says) in [
+        (b"key-A\nkey-B\n".to_vec(), "line break"),
+        (vec![b'k'; 64 * 1024 + 1], "larger than 64 KiB"),
+    ] {
+        write_atomically(&key_path, &contents);
+        let run = run_exporter(
+            &[
+                "--once",
+                "--base-url",
+                &base_url(&mock),
+                "--api-key-file",
+                key_path.to_str().expect("UTF-8 path"),
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(run.code, Some(1), "{run:?}");
+        assert_eq!(value(&run.stdout, AUTH), Some(1.0), "{}", run.stdout);
+        assert!(run.stderr.contains(says), "{}", run.stderr);
+    }
+    assert_eq!(mock.received_requests().await.unwrap().len(), 0);
+}

@@ -137,7 +137,10 @@ async fn a_next_link_to_another_origin_fails_and_nothing_is_sent_there() {
         let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
         assert!(!ok, "{next:?}");
         assert_eq!(failed_reasons(&text), ["pagination"], "{next:?}: {text}");
-        assert!(foreign.received_requests().await.unwrap().is_empty(), "{next:?}");
+        assert!(
+            foreign.received_requests().await.unwrap().is_empty(),
+            "{next:?}"
+        );
     }
 }
 
