@@ -171,8 +171,23 @@ impl<'de, F: FnMut(User<'de>)> Visitor<'de> for RawPage<F> {
 struct RawPageInfo<'a> {
     #[serde(default, borrow)]
     next: Option<Text<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_count")]
     total_count: Option<u64>,
+}
+
+/// `total_count` is only a hint (reported as is, and a bound on pages): take it as a whole
+/// number, a float that is one, or a numeric string; anything else counts as not sent rather
+/// than failing a page whose users are fine.
+fn lenient_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..1e15).contains(f))
+                .map(|f| f as u64)
+        }),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
 }
 
 /// `data`: a bare array of users, or an object holding it under `users`; each user goes to
@@ -254,6 +269,25 @@ mod tests {
                 (s(&u.id), s(&u.status))
             })
             .collect()
+    }
+
+    #[test]
+    fn total_count_is_read_leniently() {
+        for (raw, expected) in [
+            ("5", Some(5)),
+            ("5.0", Some(5)),
+            ("\"5\"", Some(5)),
+            ("null", None),
+            ("-1", None),
+            ("2.5", None),
+            ("\"many\"", None),
+            ("{\"n\": 5}", None),
+            ("[5]", None),
+        ] {
+            let body = format!(r#"{{"data": [], "page_info": {{"total_count": {raw}}}}}"#);
+            let page = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{raw}: {e}"));
+            assert_eq!(page.total_count, expected, "{raw}");
+        }
     }
 
     #[test]
