@@ -15,102 +15,20 @@
 #   CARGO_TARGET_DIR   where the release binary is built (default: <repo>/target)
 #   E2E_KEEP=1         keep the work directory (certificates, logs, Prometheus data)
 
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BUILD_TIMEOUT_S=2700 # a cold locked LTO release build on 2 cores takes a few minutes
 JOB=testsigma-exporter-tls
 USER_NAME=prometheus
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$CARGO_TARGET_DIR/release/testsigma-exporter
 
-STEP=""
-step() { STEP=$*; printf '\n==> %s\n' "$*"; }
-ok() { printf '    ok: %s\n' "$*"; }
-die() { printf '\ne2e-tls: FAIL%s: %s\n' "${STEP:+ in \"$STEP\"}" "$*" >&2; exit 1; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/testsigma-e2e-tls.XXXXXX")
-declare -A PIDS=() # name -> pid of each background process started here
-
-cleanup() {
-    local rc=$? name pid
-    trap - EXIT INT TERM
-    for name in "${!PIDS[@]}"; do
-        kill -TERM "${PIDS[$name]}" 2>/dev/null || true
-    done
-    for name in "${!PIDS[@]}"; do
-        pid=${PIDS[$name]}
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$rc" -ne 0 ]; then
-        for f in "$WORK"/*.log; do
-            [ -s "$f" ] || continue
-            printf '\n---- last lines of %s ----\n' "$(basename "$f")" >&2
-            tail -n 25 "$f" >&2
-        done
-        printf '\ne2e-tls: FAILED (exit %s)\n' "$rc" >&2
-    fi
-    if [ "${E2E_KEEP:-0}" = 1 ]; then
-        printf 'e2e-tls: work directory kept: %s\n' "$WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'die "interrupted"' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.5 s until it succeeds
-wait_for() {
-    local secs=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"
-        sleep 0.5
-    done
-}
-
-# alive NAME: fails if the background process NAME has exited
-alive() { kill -0 "${PIDS[$1]}" 2>/dev/null || die "$1 exited early (see $1.log)"; }
-
-# status ARGS...: the HTTP status curl gets, 000 when the request fails
-status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
-# status_is CODE ARGS...: succeeds if curl ARGS gets status CODE (for wait_for)
-status_is() {
-    local code=$1
-    shift
-    [ "$(status "$@")" = "$code" ]
-}
-
-# prom_value PROMQL: the value of the first sample of an instant query, or nothing
-prom_value() {
-    curl -fsS --max-time 10 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" |
-        python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'
-}
-prom_is() { [ "$(prom_value "$2")" = "$1" ]; }
+E2E_NAME=e2e-tls
+# shellcheck source=scripts/lib/e2e-common.sh
+source "$ROOT/scripts/lib/e2e-common.sh"
 
 step "0. Tools"
-need_apt=()
-for tool in prometheus:prometheus promtool:prometheus openssl:openssl curl:curl htpasswd:apache2-utils python3:python3; do
-    command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool##*:}")
-done
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    [ "$(id -u)" = 0 ] || die "missing ${need_apt[*]}: run as root, or install them first"
-    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
-    echo "    apt-get install ${need_apt[*]}"
-    timeout 600 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
-        "${need_apt[@]}" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log"; die "apt-get install failed"; }
-fi
+apt_install_missing prometheus:prometheus promtool:prometheus openssl:openssl curl:curl htpasswd:apache2-utils
 ok "$(prometheus --version 2>&1 | head -n 1); $(openssl version)"
 
 step "1. Release binary, without OpenSSL"
@@ -156,23 +74,23 @@ EXP=127.0.0.1:$EXP_PORT
 "$BIN" --demo --poll-interval 2s --web.listen-address "$EXP" --web.config.file "$WORK/web.yml" \
     >exporter.log 2>&1 &
 PIDS[exporter]=$!
-wait_for 20 "the exporter's /healthz over TLS" status_is 200 --cacert ca.crt "https://$EXP/healthz"
+wait_for 20 "the exporter's /healthz over TLS" http_is 200 --cacert ca.crt "https://$EXP/healthz"
 alive exporter
-code=$(status "http://$EXP/metrics")
+code=$(http_code "http://$EXP/metrics")
 [ "$code" = 400 ] || die "plain HTTP to the TLS port: expected 400, got $code"
 ok "plain HTTP is turned away (400)"
-code=$(status --cacert ca.crt "https://$EXP/metrics")
+code=$(http_code --cacert ca.crt "https://$EXP/metrics")
 [ "$code" = 401 ] || die "no credentials: expected 401, got $code"
 curl -s --max-time 5 -o /dev/null -D headers.txt --cacert ca.crt "https://$EXP/metrics" || true
 grep -qi '^www-authenticate: basic' headers.txt || die "401 without WWW-Authenticate: Basic"
-code=$(status --cacert ca.crt -u "$USER_NAME:not-the-password" "https://$EXP/metrics")
+code=$(http_code --cacert ca.crt -u "$USER_NAME:not-the-password" "https://$EXP/metrics")
 [ "$code" = 401 ] || die "wrong password: expected 401, got $code"
 ok "no or wrong credentials get 401 with WWW-Authenticate: Basic"
 curl -fsS --max-time 5 --cacert ca.crt -u "$USER_NAME:$PASSWORD" -D headers.txt \
     "https://$EXP/metrics" -o metrics.txt || die "scrape with the right password failed"
 grep -q '^testsigma_exporter_build_info' metrics.txt || die "no exporter metrics in the scrape"
 grep -qi '^x-content-type-options: nosniff' headers.txt || die "configured header missing"
-code=$(status --cacert ca.crt "https://$EXP/readyz")
+code=$(http_code --cacert ca.crt "https://$EXP/readyz")
 [ "$code" = 200 ] || [ "$code" = 503 ] || die "/readyz without credentials: expected 200 or 503, got $code"
 ok "right password scrapes; configured header sent; /healthz and /readyz open without credentials"
 
@@ -206,7 +124,7 @@ promtool check config prometheus.yml >promtool.log 2>&1 || { cat promtool.log; d
 prometheus --config.file=prometheus.yml --storage.tsdb.path="$WORK/data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" >prometheus.log 2>&1 &
 PIDS[prometheus]=$!
-wait_for 60 "Prometheus to be ready" status_is 200 "http://127.0.0.1:$PROM_PORT/-/ready"
+wait_for 60 "Prometheus to be ready" http_is 200 "http://127.0.0.1:$PROM_PORT/-/ready"
 alive prometheus
 wait_for 60 "up{job=\"$JOB\"} == 1" prom_is 1 "up{job=\"$JOB\"}"
 wait_for 30 "testsigma_up{job=\"$JOB\"} == 1 (the demo poll, scraped over TLS)" \

@@ -28,137 +28,22 @@ SCRAPE_INTERVAL_S=1        # Prometheus scrape and rule evaluation interval in t
 POLL_INTERVAL=2s           # the exporter's --poll-interval in this test
 WRK_CONNECTIONS=200
 WRK_DURATION=10s
-BUILD_TIMEOUT_S=2700       # a cold locked LTO release build on 2 cores takes a few minutes
 JOB=testsigma-exporter     # must match deploy/prometheus/prometheus.yml and alerts.yml
 HADOLINT_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 CLOUDCOIL_PO_VERSION=0.80.1.0
 KUBERNETES_VERSIONS=(1.29.0 1.37.0) # oldest and newest Kubernetes the manifests are checked for
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 E2E_VENV=${E2E_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/testsigma-exporter-e2e/venv}
-BIN=$CARGO_TARGET_DIR/release/testsigma-exporter
 
 # -------------------------------------------------------------------------------- helpers
-STEP=""
-PASSED=0 # checks passed, for the closing "N passed, N failed" line
-step() { STEP=$*; printf '\n==> %s\n' "$*"; }
-ok() { PASSED=$((PASSED + 1)); printf '    ok: %s\n' "$*"; }
-die() { printf '\ne2e: FAIL%s: %s\n' "${STEP:+ in \"$STEP\"}" "$*" >&2; exit 1; }
-trap 'printf "\ne2e: FAIL in \"%s\": command failed (line %s): %s\n" "$STEP" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/testsigma-e2e.XXXXXX")
-declare -A PIDS=() # name -> pid of each background process we started
-
-cleanup() {
-    local rc=$? name pid
-    trap - EXIT INT TERM
-    for name in "${!PIDS[@]}"; do
-        pid=${PIDS[$name]}
-        kill -TERM "$pid" 2>/dev/null || continue
-    done
-    for name in "${!PIDS[@]}"; do
-        pid=${PIDS[$name]}
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "$rc" -ne 0 ]; then
-        for f in "$WORK"/*.log; do
-            [ -s "$f" ] || continue
-            printf '\n---- last lines of %s ----\n' "$(basename "$f")" >&2
-            tail -n 25 "$f" >&2
-        done
-        printf '\ne2e: FAILED (exit %s)\n' "$rc" >&2
-        printf 'e2e: %s passed, 1 failed\n' "$PASSED"
-    fi
-    if [ "${E2E_KEEP:-0}" = 1 ]; then
-        printf 'e2e: work directory kept: %s\n' "$WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-    [ "$rc" -ne 0 ] || printf 'e2e: %s passed, 0 failed\n' "$PASSED"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'die "interrupted"' INT TERM
-
-# start NAME CMD...: run CMD in the background, output to $WORK/NAME.log
-start() {
-    local name=$1; shift
-    "$@" >"$WORK/$name.log" 2>&1 &
-    PIDS[$name]=$!
-}
-# stop NAME: SIGTERM, then wait at most 10 s; sets STOP_RC (exit code) and STOP_MS (time taken)
-stop() {
-    local name=$1 pid=${PIDS[$1]} t0
-    t0=$(date +%s%N)
-    kill -TERM "$pid"
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid"
-        wait "$pid" 2>/dev/null || true
-        unset "PIDS[$name]"
-        die "$name did not stop within 10 s of SIGTERM"
-    fi
-    STOP_RC=0
-    wait "$pid" || STOP_RC=$?
-    STOP_MS=$((($(date +%s%N) - t0) / 1000000))
-    unset "PIDS[$name]"
-}
-alive() { kill -0 "${PIDS[$1]}" 2>/dev/null || die "$1 exited early (see $1.log)"; }
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# http_code URL: the HTTP status code, 000 when nothing answers
-http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true; }
-# http_is CODE URL: succeeds if URL answers with status CODE
-http_is() { [ "$(http_code "$2")" = "$1" ]; }
-
-# wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.5 s until it succeeds
-wait_for() {
-    local secs=$1 what=$2; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"
-        sleep 0.5
-    done
-}
-
-# prom_query PROMQL: instant query against the test Prometheus, prints the JSON result
-prom_query() {
-    curl -fsS --max-time 10 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1"
-}
-# prom_value PROMQL: the value of the first sample of an instant query, or nothing
-prom_value() {
-    prom_query "$1" | python3 -c '
-import json, sys
-r = json.load(sys.stdin)["data"]["result"]
-if r: print(r[0]["value"][1])'
-}
-# prom_true PROMQL: succeeds if the query returns at least one sample
-prom_true() { [ -n "$(prom_value "$1")" ]; }
+E2E_NAME=e2e
+# shellcheck source=scripts/lib/e2e-common.sh
+source "$ROOT/scripts/lib/e2e-common.sh"
 
 # ================================================================================ tools
 step "0. Install the tools (idempotent)"
-need_apt=()
-for tool in prometheus:prometheus promtool:prometheus wrk:wrk curl:curl objdump:binutils strace:strace python3:python3; do
-    command -v "${tool%%:*}" >/dev/null || need_apt+=("${tool##*:}")
-done
-# Debian's own python3 makes virtualenvs only with python3-venv.
-if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    need_apt+=(python3-venv)
-fi
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    [ "$(id -u)" = 0 ] || die "missing ${need_apt[*]}: run as root, or install them first"
-    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
-    echo "    apt-get install ${need_apt[*]}"
-    timeout 600 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
-        "${need_apt[@]}" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log"; die "apt-get install failed"; }
-fi
+apt_install_missing prometheus:prometheus promtool:prometheus wrk:wrk curl:curl objdump:binutils strace:strace
 if [ ! -x "$E2E_VENV/bin/python" ]; then
     python3 -m venv "$E2E_VENV" || die "cannot create the virtualenv $E2E_VENV (python3-venv missing?)"
 fi
