@@ -77,11 +77,7 @@ async fn documented_api() -> MockServer {
 async fn once_prints_the_exposition_and_exits_0() {
     let mock = documented_api().await;
     let base = base_url(&mock);
-    let run = run_exporter(
-        &["--once", "--base-url", &base],
-        &[("TESTSIGMA_API_KEY", KEY)],
-    )
-    .await;
+    let run = run_once(&["--base-url", &base]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(value(&run.stdout, "testsigma_up"), Some(1.0), "{run:?}");
     assert_eq!(value(&run.stdout, "testsigma_users"), Some(2.0));

@@ -400,6 +400,11 @@ impl Finished {
     pub fn stderr_lines(&self) -> Vec<&str> {
         self.stderr.lines().collect()
     }
+
+    /// Everything the run printed, stdout then stderr.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 /// Runs the binary to completion (e.g. `--once`, `--help`, a bad flag), within [`BIN_TIMEOUT`].
@@ -416,6 +421,14 @@ pub async fn run_exporter(args: &[&str], env: &[(&str, &str)]) -> Finished {
         stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
         stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     }
+}
+
+/// `testsigma-exporter --once ARGS` with the key in `TESTSIGMA_API_KEY`, run to completion.
+pub async fn run_once(args: &[&str]) -> Finished {
+    let argv: Vec<&str> = std::iter::once("--once")
+        .chain(args.iter().copied())
+        .collect();
+    run_exporter(&argv, &[("TESTSIGMA_API_KEY", KEY)]).await
 }
 
 /// The exporter binary running as a server. Scrape it through `Deref` to [`TestApp`]; it is

@@ -78,11 +78,7 @@ fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 async fn json_logs_have_one_line_per_poll_with_its_numbers() {
     let mock = two_page_api().await;
     let base = base_url(&mock);
-    let run = run_exporter(
-        &["--once", "--log.format", "json", "--base-url", &base],
-        &[("TESTSIGMA_API_KEY", KEY)],
-    )
-    .await;
+    let run = run_once(&["--log.format", "json", "--base-url", &base]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines: Vec<Value> = run
         .stderr_lines()
@@ -135,11 +131,7 @@ async fn json_logs_of_a_running_exporter_are_all_json() {
 async fn logs_are_logfmt_by_default() {
     let mock = two_page_api().await;
     let base = base_url(&mock);
-    let run = run_exporter(
-        &["--once", "--base-url", &base],
-        &[("TESTSIGMA_API_KEY", KEY)],
-    )
-    .await;
+    let run = run_once(&["--base-url", &base]).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     let lines = run.stderr_lines();
     assert!(!lines.is_empty());

@@ -87,7 +87,7 @@ async fn the_key_is_in_no_output_at_trace_level_in_either_format() {
                 move |_, _| answer.clone()
             })
             .await;
-            let (code, output) = run_once(&[
+            let run = run_once(&[
                 "--base-url",
                 &base_url(&mock),
                 "--log.level",
@@ -100,6 +100,7 @@ async fn the_key_is_in_no_output_at_trace_level_in_either_format() {
                 "0",
             ])
             .await;
+            let (code, output) = (run.code, run.output());
             let context = format!("{name} ({format})");
             assert_no_key(&output, &context);
             // The run did what the scenario meant: the exposition was printed, and where
@@ -196,22 +197,15 @@ async fn plain_http_to_a_remote_host_warns_and_to_loopback_does_not() {
     let port = mock.address().port();
     // 0.0.0.0 is not a loopback address, yet on Linux a connection to it stays on this
     // machine: the warning is due and no traffic leaves.
-    let (code, output) = run_once(&["--base-url", &format!("http://0.0.0.0:{port}/api/v1")]).await;
-    assert_eq!(code, Some(0), "{output}");
+    let run = run_once(&["--base-url", &format!("http://0.0.0.0:{port}/api/v1")]).await;
+    let output = run.output();
+    assert_eq!(run.code, Some(0), "{output}");
     assert!(output.contains("travels unencrypted"), "{output}");
 
     for base in [base_url(&mock), format!("http://localhost:{port}/api/v1")] {
-        let (code, output) = run_once(&["--base-url", &base]).await;
-        assert_eq!(code, Some(0), "{output}");
+        let run = run_once(&["--base-url", &base]).await;
+        let output = run.output();
+        assert_eq!(run.code, Some(0), "{output}");
         assert!(!output.contains("travels unencrypted"), "{output}");
     }
-}
-
-/// `--once` with the key in `TESTSIGMA_API_KEY`: the exit code and everything printed.
-async fn run_once(args: &[&str]) -> (Option<i32>, String) {
-    let argv: Vec<&str> = std::iter::once("--once")
-        .chain(args.iter().copied())
-        .collect();
-    let run = run_exporter(&argv, &[("TESTSIGMA_API_KEY", KEY)]).await;
-    (run.code, format!("{}{}", run.stdout, run.stderr))
 }
