@@ -1,16 +1,14 @@
-//! Command line in two steps: [`Cli`] records what the user typed (clap derive, every flag
-//! also from its environment variable), [`Cli::into_settings`] validates it into [`Settings`].
+//! Command line in two steps: [`Cli`] records what the user typed (clap derive; every flag
+//! also from its environment variable, each value parsed and range-checked by clap), and
+//! [`Cli::into_settings`] resolves it into the [`Settings`] the exporter runs with.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::RangedU64ValueParser;
+use clap::{CommandFactory, Parser, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
-
-use crate::web::WebConfig;
 
 /// Default API root of Testsigma Test Management.
 pub const DEFAULT_BASE_URL: &str = "https://test-management.testsigma.com/api/v1";
@@ -33,8 +31,14 @@ pub struct Cli {
     pub api_key_file: Option<PathBuf>,
 
     /// API root; users are listed at {base}/users.
-    #[arg(long, env = "TESTSIGMA_BASE_URL", value_name = "URL", default_value = DEFAULT_BASE_URL)]
-    pub base_url: String,
+    #[arg(
+        long,
+        env = "TESTSIGMA_BASE_URL",
+        value_name = "URL",
+        default_value = DEFAULT_BASE_URL,
+        value_parser = base_url
+    )]
+    pub base_url: Url,
 
     // `help` rather than a doc comment: rustdoc would read "[::]" as a link.
     #[arg(
@@ -51,7 +55,8 @@ pub struct Cli {
         long = "web.telemetry-path",
         env = "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
         value_name = "PATH",
-        default_value = "/metrics"
+        default_value = "/metrics",
+        value_parser = telemetry_path
     )]
     pub telemetry_path: String,
 
@@ -60,54 +65,60 @@ pub struct Cli {
         long,
         env = "TESTSIGMA_POLL_INTERVAL",
         value_name = "DUR",
-        default_value = "60s"
+        default_value = "60s",
+        value_parser = duration
     )]
-    pub poll_interval: String,
+    pub poll_interval: Duration,
 
     /// Users per page, sent as page_size (1..=1000).
     #[arg(
         long,
         env = "TESTSIGMA_PAGE_SIZE",
         value_name = "N",
-        default_value = "100"
+        default_value = "100",
+        value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
-    pub page_size: String,
+    pub page_size: u32,
 
     /// Timeout of one HTTP request to the API, body included.
     #[arg(
         long,
         env = "TESTSIGMA_REQUEST_TIMEOUT",
         value_name = "DUR",
-        default_value = "30s"
+        default_value = "30s",
+        value_parser = duration
     )]
-    pub request_timeout: String,
+    pub request_timeout: Duration,
 
     /// Retries per request for 5xx, 429, timeouts and connection errors.
     #[arg(
         long,
         env = "TESTSIGMA_MAX_RETRIES",
         value_name = "N",
-        default_value = "3"
+        default_value = "3",
+        value_parser = clap::value_parser!(u32).range(0..=100)
     )]
-    pub max_retries: String,
+    pub max_retries: u32,
 
     /// Requests per second to the API at most; 0 means no limit.
     #[arg(
         long,
         env = "TESTSIGMA_MAX_REQUEST_RATE",
         value_name = "R",
-        default_value = "5"
+        default_value = "5",
+        value_parser = request_rate
     )]
-    pub max_request_rate: String,
+    pub max_request_rate: f64,
 
     /// Distinct status label values at most (3 or more); the rest count as "other".
     #[arg(
         long,
         env = "TESTSIGMA_MAX_STATUSES",
         value_name = "N",
-        default_value = "20"
+        default_value = "20",
+        value_parser = RangedU64ValueParser::<usize>::new().range(3..=10_000)
     )]
-    pub max_statuses: String,
+    pub max_statuses: usize,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(
@@ -173,11 +184,12 @@ pub enum KeySource {
     File(PathBuf),
 }
 
-/// Validated settings the exporter runs with.
+/// What the exporter runs with, resolved from a [`Cli`].
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub key: KeySource,
     pub base_url: Url,
+    /// As typed; resolved when the server binds it.
     pub listen_address: String,
     pub telemetry_path: String,
     pub poll_interval: Duration,
@@ -187,8 +199,8 @@ pub struct Settings {
     /// Requests per second; `None` means no limit.
     pub max_request_rate: Option<f64>,
     pub max_statuses: usize,
-    /// TLS and basic auth from `--web.config.file`, checked at start-up; `None`: plain HTTP.
-    pub web_config: Option<Arc<WebConfig>>,
+    /// `--web.config.file`, loaded (and checked) when the server starts; `None`: plain HTTP.
+    pub web_config_file: Option<PathBuf>,
     pub once: bool,
     pub demo: bool,
     /// Base of the exponential backoff between retries. Not a flag: always
@@ -200,41 +212,42 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 #[error("{flag} (env {env}): {problem}")]
 pub struct ConfigError {
-    flag: &'static str,
-    env: &'static str,
+    flag: String,
+    env: String,
     problem: String,
 }
 
 impl ConfigError {
-    fn new(flag: &'static str, env: &'static str, problem: impl Into<String>) -> Self {
+    /// A mistake in the argument whose field in [`Cli`] is `id`; its flag and variable are
+    /// looked up in the command, where they are written once.
+    fn new(id: &str, problem: impl Into<String>) -> Self {
+        let command = Cli::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("ConfigError names a field of Cli");
         Self {
-            flag,
-            env,
+            flag: format!("--{}", arg.get_long().unwrap_or(id)),
+            env: arg
+                .get_env()
+                .map_or_else(String::new, |v| v.to_string_lossy().into_owned()),
             problem: problem.into(),
         }
     }
 
     /// A web configuration file that cannot be used.
-    pub fn web_config(problem: impl Into<String>) -> Self {
-        Self::new(
-            "--web.config.file",
-            "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
-            problem,
-        )
+    pub fn web_config(problem: impl std::fmt::Display) -> Self {
+        Self::new("web_config_file", problem.to_string())
     }
 
     /// A listen address that cannot be used.
     pub fn listen(problem: impl Into<String>) -> Self {
-        Self::new(
-            "--web.listen-address",
-            "TESTSIGMA_EXPORTER_LISTEN_ADDRESS",
-            problem,
-        )
+        Self::new("listen_address", problem)
     }
 }
 
 impl Cli {
-    /// Validates what the user typed. `api_key_env` is the value of `TESTSIGMA_API_KEY`,
+    /// Resolves what the user typed. `api_key_env` is the value of `TESTSIGMA_API_KEY`,
     /// passed in so tests need not touch the process environment.
     pub fn into_settings(self, api_key_env: Option<String>) -> Result<Settings, ConfigError> {
         let key =
@@ -245,88 +258,22 @@ impl Cli {
                 }
                 (None, _) if self.demo => KeySource::Env(SecretString::from(String::new())),
                 (None, _) => return Err(ConfigError::new(
-                    "--api-key-file",
-                    "TESTSIGMA_API_KEY_FILE",
+                    "api_key_file",
                     "no API key: set TESTSIGMA_API_KEY or pass --api-key-file PATH (or try --demo)",
                 )),
             };
-        let base_url = parse_base_url(&self.base_url)?;
-        if !self.telemetry_path.starts_with('/') || self.telemetry_path.len() < 2 {
-            return Err(ConfigError::new(
-                "--web.telemetry-path",
-                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
-                format!(
-                    "{:?} must start with '/' and not be '/' alone",
-                    self.telemetry_path
-                ),
-            ));
-        }
-        if matches!(self.telemetry_path.as_str(), "/healthz" | "/readyz") {
-            return Err(ConfigError::new(
-                "--web.telemetry-path",
-                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
-                format!("{} is taken by the health endpoints", self.telemetry_path),
-            ));
-        }
-        // The router would read braces as a path parameter and panics on ':' or '*' segments.
-        if self.telemetry_path.contains(['{', '}'])
-            || self
-                .telemetry_path
-                .split('/')
-                .any(|seg| seg.starts_with([':', '*']))
-        {
-            return Err(ConfigError::new(
-                "--web.telemetry-path",
-                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
-                format!(
-                    "{:?} must be a plain path: no braces, no segment starting with ':' or '*'",
-                    self.telemetry_path
-                ),
-            ));
-        }
         Ok(Settings {
             key,
-            base_url,
+            base_url: self.base_url,
             listen_address: self.listen_address,
             telemetry_path: self.telemetry_path,
-            poll_interval: parse_duration(
-                &self.poll_interval,
-                "--poll-interval",
-                "TESTSIGMA_POLL_INTERVAL",
-            )?,
-            page_size: parse_number(
-                &self.page_size,
-                "--page-size",
-                "TESTSIGMA_PAGE_SIZE",
-                1,
-                1000,
-            )?,
-            request_timeout: parse_duration(
-                &self.request_timeout,
-                "--request-timeout",
-                "TESTSIGMA_REQUEST_TIMEOUT",
-            )?,
-            max_retries: parse_number(
-                &self.max_retries,
-                "--max-retries",
-                "TESTSIGMA_MAX_RETRIES",
-                0,
-                100,
-            )?,
-            max_request_rate: parse_rate(&self.max_request_rate)?,
-            max_statuses: parse_number(
-                &self.max_statuses,
-                "--max-statuses",
-                "TESTSIGMA_MAX_STATUSES",
-                3,
-                10_000,
-            )? as usize,
-            web_config: match &self.web_config_file {
-                Some(path) => Some(Arc::new(
-                    WebConfig::load(path).map_err(ConfigError::web_config)?,
-                )),
-                None => None,
-            },
+            poll_interval: self.poll_interval,
+            page_size: self.page_size,
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            max_request_rate: Some(self.max_request_rate).filter(|r| *r > 0.0),
+            max_statuses: self.max_statuses,
+            web_config_file: self.web_config_file,
             once: self.once,
             demo: self.demo,
             retry_backoff: crate::api::BACKOFF_BASE,
@@ -334,93 +281,71 @@ impl Cli {
     }
 }
 
-fn parse_base_url(raw: &str) -> Result<Url, ConfigError> {
-    let err = |problem: String| ConfigError::new("--base-url", "TESTSIGMA_BASE_URL", problem);
-    let url = Url::parse(raw.trim()).map_err(|e| {
-        err(format!(
-            "{raw:?} is not a URL ({e}); expected e.g. {DEFAULT_BASE_URL}"
-        ))
-    })?;
+// Value parsers: each error says what is wrong and what would do; clap adds the flag, the
+// value and (through `usage_error`) the variable.
+
+fn base_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim())
+        .map_err(|e| format!("not a URL ({e}); expected e.g. {DEFAULT_BASE_URL}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(err(format!(
-            "{raw:?} must be an http:// or https:// URL with a host"
-        )));
+        return Err("must be an http:// or https:// URL with a host".to_owned());
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(err(format!("{raw:?} must have no query or fragment")));
+        return Err("must have no query or fragment".to_owned());
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(err(
+        return Err(
             "must not carry credentials; the key comes from TESTSIGMA_API_KEY or --api-key-file"
                 .to_owned(),
-        ));
+        );
     }
     Ok(url)
+}
+
+fn telemetry_path(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') || raw.len() < 2 {
+        return Err("must start with '/' and not be '/' alone".to_owned());
+    }
+    if matches!(raw, "/healthz" | "/readyz") {
+        return Err("is taken by the health endpoints".to_owned());
+    }
+    // The router would read braces as a path parameter and panics on ':' or '*' segments.
+    if raw.contains(['{', '}']) || raw.split('/').any(|seg| seg.starts_with([':', '*'])) {
+        return Err(
+            "must be a plain path: no braces, no segment starting with ':' or '*'".to_owned(),
+        );
+    }
+    Ok(raw.to_owned())
 }
 
 /// Longest poll interval or request timeout: longer ones are surely typos, and timers must
 /// not overflow.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-fn parse_duration(
-    raw: &str,
-    flag: &'static str,
-    env: &'static str,
-) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(raw.trim()).map_err(|e| {
-        ConfigError::new(
-            flag,
-            env,
-            format!("{raw:?} is not a duration ({e}); use e.g. 30s or 5m"),
-        )
-    })?;
+fn duration(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw.trim())
+        .map_err(|e| format!("not a duration ({e}); use e.g. 30s or 5m"))?;
     if d.is_zero() {
-        return Err(ConfigError::new(flag, env, "must be greater than 0"));
+        return Err("must be greater than 0".to_owned());
     }
     if d > MAX_DURATION {
-        return Err(ConfigError::new(
-            flag,
-            env,
-            format!("{raw:?} is more than 24h"),
-        ));
+        return Err("is more than 24h".to_owned());
     }
     Ok(d)
 }
 
-fn parse_number(
-    raw: &str,
-    flag: &'static str,
-    env: &'static str,
-    min: u32,
-    max: u32,
-) -> Result<u32, ConfigError> {
-    match raw.trim().parse::<u32>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::new(
-            flag,
-            env,
-            format!("{raw:?} must be a whole number from {min} to {max}"),
-        )),
-    }
-}
-
-fn parse_rate(raw: &str) -> Result<Option<f64>, ConfigError> {
+fn request_rate(raw: &str) -> Result<f64, String> {
     match raw.trim().parse::<f64>() {
-        Ok(0.0) => Ok(None),
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(Some(r)),
-        _ => Err(ConfigError::new(
-            "--max-request-rate",
-            "TESTSIGMA_MAX_REQUEST_RATE",
-            format!("{raw:?} must be a number of requests per second, 0 for no limit"),
-        )),
+        Ok(r) if r.is_finite() && r >= 0.0 => Ok(r),
+        _ => Err("must be a number of requests per second, 0 for no limit".to_owned()),
     }
 }
 
 /// A command-line error from clap as one line (exit code 2 promises one), naming the
-/// environment variable too when the argument has one, since the bad value may come from it.
+/// environment variable next to the flag when it has one, since the bad value may come
+/// from it.
 pub fn usage_error(e: &clap::Error) -> String {
     use clap::error::{ContextKind, ContextValue};
-    use clap::CommandFactory;
     let text = e.to_string();
     let mut parts: Vec<String> = text
         .lines()
@@ -445,52 +370,32 @@ pub fn usage_error(e: &clap::Error) -> String {
             .find(|a| a.get_long().is_some_and(|l| long == format!("--{l}")))
             .and_then(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()));
         if let Some(env) = env {
-            first.push_str(&format!(" (env {env})"));
+            let quoted = format!("'{arg}'");
+            *first = match first.find(&quoted) {
+                Some(at) => {
+                    let end = at + quoted.len();
+                    format!("{} (env {env}){}", &first[..end], &first[end..])
+                }
+                None => format!("{first} (env {env})"),
+            };
         }
     }
     parts.push("see --help".to_owned());
     parts.join("; ")
 }
 
-/// Resolves `host:port`, `:port` or `[::]:port` to the addresses to try, in order.
-pub async fn listen_addrs(raw: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    let err = ConfigError::listen;
-    if let Some(port) = raw.strip_prefix(':') {
-        let port: u16 = port
-            .parse()
-            .map_err(|_| err(format!("{raw:?}: {port:?} is not a port number")))?;
-        // Like Go's ":port": every interface, IPv6 and IPv4, falling back to IPv4 alone.
-        return Ok(vec![
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
-        ]);
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(raw)
-        .await
-        .map_err(|e| {
-            err(format!(
-                "{raw:?} is not host:port, :port or [::]:port ({e})"
-            ))
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(err(format!("{raw:?} resolves to no address")));
-    }
-    Ok(addrs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cli(args: &[&str]) -> Cli {
+    fn cli(args: &[&str]) -> Result<Cli, String> {
         let mut argv = vec!["testsigma-exporter"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv).expect("arguments parse")
+        Cli::try_parse_from(argv).map_err(|e| usage_error(&e))
     }
 
     fn settings(args: &[&str]) -> Result<Settings, String> {
-        cli(args)
+        cli(args)?
             .into_settings(Some("k".into()))
             .map_err(|e| e.to_string())
     }
@@ -507,102 +412,180 @@ mod tests {
         assert_eq!(s.max_retries, 3);
         assert_eq!(s.max_request_rate, Some(5.0));
         assert_eq!(s.max_statuses, 20);
-        assert!(s.web_config.is_none());
+        assert!(s.web_config_file.is_none());
     }
 
     #[test]
     fn bad_values_name_their_flag_and_variable() {
-        for (args, flag, env) in [
+        for (args, flag, env, problem) in [
             (
                 &["--poll-interval", "abc"][..],
                 "--poll-interval",
                 "TESTSIGMA_POLL_INTERVAL",
+                "not a duration",
             ),
             (
                 &["--base-url", "not a url"],
                 "--base-url",
                 "TESTSIGMA_BASE_URL",
+                "not a URL",
             ),
             (
                 &["--base-url", "ftp://x/api"],
                 "--base-url",
                 "TESTSIGMA_BASE_URL",
+                "http:// or https://",
             ),
-            (&["--page-size", "0"], "--page-size", "TESTSIGMA_PAGE_SIZE"),
+            (
+                &["--base-url", "https://u:p@x/api"],
+                "--base-url",
+                "TESTSIGMA_BASE_URL",
+                "credentials",
+            ),
+            (
+                &["--base-url", "https://x/api?a=1"],
+                "--base-url",
+                "TESTSIGMA_BASE_URL",
+                "no query",
+            ),
+            (
+                &["--page-size", "0"],
+                "--page-size",
+                "TESTSIGMA_PAGE_SIZE",
+                "1..=1000",
+            ),
             (
                 &["--page-size", "1001"],
                 "--page-size",
                 "TESTSIGMA_PAGE_SIZE",
+                "1..=1000",
+            ),
+            (
+                &["--page-size", "many"],
+                "--page-size",
+                "TESTSIGMA_PAGE_SIZE",
+                "invalid digit",
+            ),
+            (
+                &["--max-retries", "101"],
+                "--max-retries",
+                "TESTSIGMA_MAX_RETRIES",
+                "0..=100",
             ),
             (
                 &["--max-request-rate", "-1"],
                 "--max-request-rate",
                 "TESTSIGMA_MAX_REQUEST_RATE",
+                "0 for no limit",
+            ),
+            (
+                &["--max-request-rate", "inf"],
+                "--max-request-rate",
+                "TESTSIGMA_MAX_REQUEST_RATE",
+                "0 for no limit",
             ),
             (
                 &["--max-statuses", "2"],
                 "--max-statuses",
                 "TESTSIGMA_MAX_STATUSES",
+                "3..=10000",
             ),
             (
                 &["--request-timeout", "0s"],
                 "--request-timeout",
                 "TESTSIGMA_REQUEST_TIMEOUT",
+                "greater than 0",
             ),
             (
                 &["--web.telemetry-path", "metrics"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                "start with '/'",
+            ),
+            (
+                &["--web.telemetry-path", "/healthz"],
+                "--web.telemetry-path",
+                "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                "health endpoints",
             ),
             (
                 &["--web.telemetry-path", "/:m"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                "plain path",
             ),
             (
                 &["--web.telemetry-path", "/x/*rest"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                "plain path",
             ),
             (
                 &["--web.telemetry-path", "/{m}"],
                 "--web.telemetry-path",
                 "TESTSIGMA_EXPORTER_TELEMETRY_PATH",
+                "plain path",
             ),
             (
                 &["--poll-interval", "18446744073709551615s"],
                 "--poll-interval",
                 "TESTSIGMA_POLL_INTERVAL",
+                "more than 24h",
             ),
             (
                 &["--request-timeout", "25h"],
                 "--request-timeout",
                 "TESTSIGMA_REQUEST_TIMEOUT",
-            ),
-            (
-                &["--web.config.file", "/nonexistent/web.yml"],
-                "--web.config.file",
-                "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
+                "more than 24h",
             ),
         ] {
             let msg = settings(args).expect_err("must be rejected");
-            assert!(msg.starts_with(&format!("{flag} (env {env}): ")), "{msg}");
+            let value = args[1];
+            assert!(
+                msg.starts_with(&format!("invalid value '{value}' for '{flag} ")),
+                "{msg}"
+            );
+            assert!(msg.contains(&format!("' (env {env}): ")), "{msg}");
+            assert!(msg.contains(problem), "{args:?}: {problem:?} not in {msg}");
+            assert!(
+                msg.ends_with("; see --help") && !msg.contains('\n'),
+                "{msg}"
+            );
         }
     }
 
     #[test]
     fn missing_key_names_both_sources() {
-        let msg = cli(&[]).into_settings(None).unwrap_err().to_string();
-        assert!(
-            msg.contains("TESTSIGMA_API_KEY") && msg.contains("--api-key-file"),
-            "{msg}"
+        let msg = cli(&[])
+            .unwrap()
+            .into_settings(None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            "--api-key-file (env TESTSIGMA_API_KEY_FILE): no API key: set TESTSIGMA_API_KEY \
+             or pass --api-key-file PATH (or try --demo)"
         );
-        assert!(cli(&["--demo"]).into_settings(None).is_ok());
+        assert!(cli(&[]).unwrap().into_settings(Some(" ".into())).is_err());
+        assert!(cli(&["--demo"]).unwrap().into_settings(None).is_ok());
+    }
+
+    #[test]
+    fn errors_outside_clap_name_the_flag_and_variable_from_the_command() {
+        assert_eq!(
+            ConfigError::web_config("w.yml: cannot read").to_string(),
+            "--web.config.file (env TESTSIGMA_EXPORTER_WEB_CONFIG_FILE): w.yml: cannot read"
+        );
+        assert_eq!(
+            ConfigError::listen("in use").to_string(),
+            "--web.listen-address (env TESTSIGMA_EXPORTER_LISTEN_ADDRESS): in use"
+        );
     }
 
     #[test]
     fn key_file_wins_and_debug_hides_the_key() {
         let s = cli(&["--api-key-file", "/k"])
+            .unwrap()
             .into_settings(Some("env".into()))
             .unwrap();
         assert!(matches!(s.key, KeySource::File(ref p) if p.as_os_str() == "/k"));
@@ -612,19 +595,24 @@ mod tests {
     }
 
     #[test]
-    fn zero_rate_means_unlimited() {
-        assert_eq!(
-            settings(&["--max-request-rate", "0"])
-                .unwrap()
-                .max_request_rate,
-            None
-        );
-        assert_eq!(
-            settings(&["--max-request-rate", "2.5"])
-                .unwrap()
-                .max_request_rate,
-            Some(2.5)
-        );
+    fn values_are_parsed_by_clap() {
+        let s = settings(&[
+            "--max-request-rate",
+            "0",
+            "--poll-interval",
+            " 5m ",
+            "--base-url",
+            " http://127.0.0.1:1/api/v1 ",
+            "--max-statuses",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(s.max_request_rate, None, "0 means unlimited");
+        assert_eq!(s.poll_interval, Duration::from_secs(300));
+        assert_eq!(s.base_url.as_str(), "http://127.0.0.1:1/api/v1");
+        assert_eq!(s.max_statuses, 3);
+        let s = settings(&["--max-request-rate", "2.5"]).unwrap();
+        assert_eq!(s.max_request_rate, Some(2.5));
     }
 
     #[test]
@@ -645,23 +633,5 @@ mod tests {
         let err = Cli::try_parse_from(["x", "--page-size"]).unwrap_err();
         let line = usage_error(&err);
         assert!(line.contains("'--page-size <N>'"), "{line}");
-    }
-
-    #[tokio::test]
-    async fn listen_addresses() {
-        assert_eq!(
-            listen_addrs(":9874").await.unwrap()[1].to_string(),
-            "0.0.0.0:9874"
-        );
-        assert_eq!(
-            listen_addrs("[::]:1").await.unwrap()[0].to_string(),
-            "[::]:1"
-        );
-        assert_eq!(
-            listen_addrs("127.0.0.1:0").await.unwrap()[0].to_string(),
-            "127.0.0.1:0"
-        );
-        assert!(listen_addrs(":x").await.is_err());
-        assert!(listen_addrs("nohostport").await.is_err());
     }
 }

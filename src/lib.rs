@@ -28,6 +28,7 @@ pub mod server;
 mod web;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::SecretString;
@@ -35,29 +36,37 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-pub use config::{Cli, KeySource, LogFormat, LogLevel, Settings};
+pub use config::{Cli, ConfigError, KeySource, LogFormat, LogLevel, Settings};
 use metrics::Metrics;
 use poller::Poller;
+use web::WebConfig;
 
 /// Runs the exporter on `listener` until `shutdown` completes: polls in the background and
-/// serves the results. Returns once the server and the poller have stopped.
+/// serves the results. Returns once the server and the poller have stopped. A web
+/// configuration that cannot be used is a [`config::ConfigError`].
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let web = match &settings.web_config_file {
+        Some(path) => Some(Arc::new(
+            WebConfig::load(path).map_err(ConfigError::web_config)?,
+        )),
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
-    let settings = with_demo(settings, stopped.clone()).await?;
+    let settings = api_target(settings, stopped.clone()).await?;
     let metrics = Metrics::new();
     let poller =
         Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
     let mut app = server::router(metrics, &settings.telemetry_path);
     let (mut tls, mut basic_auth) = (false, false);
-    if let Some(web) = &settings.web_config {
+    if let Some(web) = &web {
         app = web::protect(app, web.clone());
         (tls, basic_auth) = (web.tls_enabled(), web.auth_enabled());
         if basic_auth && !tls {
@@ -79,11 +88,10 @@ pub async fn run(
     );
     let mut polling = spawn_poller(poller, stopped.clone()).context("cannot start the poller")?;
     let shutting_down = stopped.clone();
-    let serving = server::serve(listener, app, settings.web_config.clone(), stopped);
+    let serving = server::serve(listener, app, web, stopped);
     tokio::pin!(serving);
     tokio::select! {
-        served = &mut serving => {
-            served.context("the HTTP server failed")?;
+        () = &mut serving => {
             polling.await.context("the poller stopped abnormally")?;
         }
         // The poller ends only at shutdown; before it, it died (a panic), and serving counts
@@ -93,7 +101,7 @@ pub async fn run(
                 anyhow::bail!("the poller stopped abnormally; exiting so the exporter can be restarted");
             }
             ended.context("the poller stopped abnormally")?;
-            serving.await.context("the HTTP server failed")?;
+            serving.await;
         }
     }
     info!("stopped");
@@ -142,7 +150,7 @@ fn lower_thread_priority() {
 /// (which would clash with node_exporter's own when used with its textfile collector).
 pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
     let (_stop, stopped) = watch::channel(false);
-    let settings = with_demo(settings, stopped).await?;
+    let settings = api_target(settings, stopped).await?;
     let metrics = Metrics::new();
     let poller =
         Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
@@ -150,8 +158,10 @@ pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
     Ok((ok, metrics.encode(false)))
 }
 
-/// With `--demo`, starts the simulated API and points the settings at it.
-async fn with_demo(
+/// The settings pointed at the API to poll: with `--demo`, the simulated one, started here
+/// (it stops with `stopped`); otherwise the one configured, with a warning when the key
+/// would travel unencrypted.
+async fn api_target(
     mut settings: Settings,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<Settings> {
@@ -161,21 +171,24 @@ async fn with_demo(
             .context("cannot start the simulated API for --demo")?;
         settings.key = KeySource::Env(SecretString::from(demo::DEMO_KEY));
         info!(base_url = %settings.base_url, "demo mode: polling a simulated Testsigma API");
-    } else if settings.base_url.scheme() == "http" && !is_loopback(&settings.base_url) {
-        warn!(
-            base_url = %settings.base_url,
-            "--base-url is plain http to a host that is not loopback: the API key travels unencrypted; use https"
-        );
+    } else {
+        warn_if_plain_http(&settings.base_url);
     }
     Ok(settings)
 }
 
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
+fn warn_if_plain_http(url: &url::Url) {
+    let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        warn!(
+            base_url = %url,
+            "--base-url is plain http to a host that is not loopback: the API key travels unencrypted; use https"
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use testsigma_exporter::{config, init_logging, server, Cli};
+use testsigma_exporter::{config, init_logging, server, Cli, ConfigError};
 
 fn main() -> ExitCode {
     fixed_mmap_threshold();
@@ -54,7 +54,10 @@ fn main() -> ExitCode {
         };
         match testsigma_exporter::run(settings, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => runtime_error(&e),
+            Err(e) => match e.downcast_ref::<ConfigError>() {
+                Some(e) => config_error(e),
+                None => runtime_error(&e),
+            },
         }
     })
 }

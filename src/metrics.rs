@@ -12,7 +12,7 @@ use flate2::write::GzEncoder;
 
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::api::Reason;
+use crate::api::{Observer, Reason};
 use crate::census::Census;
 
 /// For the label-less vectors below.
@@ -55,13 +55,10 @@ struct Inner {
     remaining: GaugeVec,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
+    /// Every collector, registered; the `testsigma_users*` series appear with the first
+    /// successful poll.
+    #[allow(clippy::new_without_default)] // each one is a registry of its own, not a neutral value
     pub fn new() -> Self {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
@@ -245,19 +242,6 @@ impl Metrics {
         m.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Counts one request sent to the API, by status code or `error`.
-    pub fn api_request(&self, code: &str) {
-        self.inner.requests.with_label_values(&[code]).inc();
-    }
-
-    /// Records the API's `x-tms-api-remaining`.
-    pub fn rate_limit_remaining(&self, remaining: f64) {
-        self.inner
-            .remaining
-            .with_label_values(NO_LABELS)
-            .set(remaining);
-    }
-
     /// True once a poll has succeeded.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
@@ -301,6 +285,21 @@ impl Metrics {
         };
         *cache = Some(fresh.clone());
         fresh
+    }
+}
+
+/// The client's requests, as `testsigma_api_requests_total{code}` and the quota gauge.
+impl Observer for Metrics {
+    fn request(&self, status: Option<u16>) {
+        let code = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.inner.requests.with_label_values(&[&code]).inc();
+    }
+
+    fn quota_remaining(&self, remaining: f64) {
+        self.inner
+            .remaining
+            .with_label_values(NO_LABELS)
+            .set(remaining);
     }
 }
 
@@ -431,7 +430,7 @@ mod tests {
         let m = with_max_age(Duration::from_secs(3600));
         let first = m.exposition();
         // Request counters move during a poll; they may be up to a second stale.
-        m.api_request("200");
+        m.request(Some(200));
         let again = m.exposition();
         assert!(Arc::ptr_eq(&first.inner, &again.inner));
         assert_eq!(first.text(), again.text());
@@ -463,7 +462,7 @@ mod tests {
     fn exposition_older_than_max_age_is_rendered_again() {
         let m = with_max_age(Duration::ZERO);
         let first = m.exposition();
-        m.api_request("200");
+        m.request(Some(200));
         let t = String::from_utf8(m.exposition().text().to_vec()).unwrap();
         assert!(
             t.contains("testsigma_api_requests_total{code=\"200\"} 1\n"),

@@ -34,7 +34,7 @@ impl Poller {
             backoff_base: settings.retry_backoff,
         };
         Ok(Self {
-            client: Client::new(&config, metrics.clone())?,
+            client: Client::new(&config)?,
             key: settings.key.clone(),
             metrics,
             interval: settings.poll_interval,
@@ -47,12 +47,13 @@ impl Poller {
     pub async fn poll(&self) -> Result<Census, PollError> {
         let started = Instant::now();
         let result = match load_key(&self.key).await {
-            Ok(key) => self.client.census(&key, self.max_statuses).await,
+            Ok(key) => self.client.walk(&key, &self.metrics).await,
             Err(e) => Err(e),
         };
         let took = started.elapsed();
         match result {
-            Ok((census, stats)) => {
+            Ok((tally, stats)) => {
+                let census = tally.finish(self.max_statuses);
                 self.metrics.publish(&census, took, SystemTime::now());
                 info!(
                     users = census.total,

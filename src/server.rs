@@ -23,7 +23,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use crate::config::{listen_addrs, ConfigError};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use crate::web::WebConfig;
 
@@ -160,6 +160,33 @@ pub async fn bind(raw: &str) -> Result<TcpListener, ConfigError> {
     )))
 }
 
+/// Resolves `host:port`, `:port` or `[::]:port` to the addresses to try, in order.
+async fn listen_addrs(raw: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let err = ConfigError::listen;
+    if let Some(port) = raw.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| err(format!("{raw:?}: {port:?} is not a port number")))?;
+        // Like Go's ":port": every interface, IPv6 and IPv4, falling back to IPv4 alone.
+        return Ok(vec![
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ]);
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(raw)
+        .await
+        .map_err(|e| {
+            err(format!(
+                "{raw:?} is not host:port, :port or [::]:port ({e})"
+            ))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(err(format!("{raw:?} resolves to no address")));
+    }
+    Ok(addrs)
+}
+
 /// What one client may cost the server. [`Limits::default`] holds the production values;
 /// tests shorten the timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -193,7 +220,7 @@ pub async fn serve(
     app: Router,
     web: Option<Arc<WebConfig>>,
     shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
+) {
     serve_with(listener, app, web, shutdown, Limits::default()).await
 }
 
@@ -204,7 +231,7 @@ pub async fn serve_with(
     web: Option<Arc<WebConfig>>,
     mut shutdown: watch::Receiver<bool>,
     limits: Limits,
-) -> io::Result<()> {
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -260,7 +287,6 @@ pub async fn serve_with(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => debug!("connections still open at shutdown dropped"),
     }
-    Ok(())
 }
 
 /// A TLS handshake within `timeout`. A client that speaks plain HTTP to the
@@ -307,5 +333,28 @@ async fn accept(
             tokio::time::sleep(Duration::from_millis(100)).await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listen_addresses() {
+        assert_eq!(
+            listen_addrs(":9874").await.unwrap()[1].to_string(),
+            "0.0.0.0:9874"
+        );
+        assert_eq!(
+            listen_addrs("[::]:1").await.unwrap()[0].to_string(),
+            "[::]:1"
+        );
+        assert_eq!(
+            listen_addrs("127.0.0.1:0").await.unwrap()[0].to_string(),
+            "127.0.0.1:0"
+        );
+        assert!(listen_addrs(":x").await.is_err());
+        assert!(listen_addrs("nohostport").await.is_err());
     }
 }

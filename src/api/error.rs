@@ -90,35 +90,19 @@ pub enum PollError {
 }
 
 impl PollError {
-    /// The error with every occurrence of `key` in its texts blanked out: what the API sends
-    /// back (error bodies, links) ends up in them, and an API may echo the key.
-    pub fn redacted(self, key: &secrecy::SecretString) -> Self {
-        use secrecy::ExposeSecret;
-        let key = key.expose_secret();
-        if key.is_empty() {
-            return self;
-        }
-        let clean = |text: String| {
-            if text.contains(key) {
-                text.replace(key, super::REDACTED)
-            } else {
-                text
-            }
-        };
+    /// The error with `f` applied to each of its texts that can hold what the API sent
+    /// (error bodies, links, excerpts), e.g. to blank out a key the API echoed.
+    pub fn map_text(self, f: impl Fn(String) -> String) -> Self {
         match self {
-            PollError::Timeout { detail } => PollError::Timeout {
-                detail: clean(detail),
-            },
-            PollError::Connect { detail } => PollError::Connect {
-                detail: clean(detail),
-            },
+            PollError::Timeout { detail } => PollError::Timeout { detail: f(detail) },
+            PollError::Connect { detail } => PollError::Connect { detail: f(detail) },
             PollError::Http { status, url, hint } => PollError::Http {
                 status,
-                url: clean(url),
-                hint: clean(hint),
+                url: f(url),
+                hint: f(hint),
             },
-            PollError::Decode(text) => PollError::Decode(clean(text)),
-            PollError::Pagination(text) => PollError::Pagination(clean(text)),
+            PollError::Decode(text) => PollError::Decode(f(text)),
+            PollError::Pagination(text) => PollError::Pagination(f(text)),
             other @ (PollError::Auth { .. }
             | PollError::KeyFile { .. }
             | PollError::InvalidKey { .. }

@@ -1,11 +1,14 @@
 //! The Testsigma API client: one type that owns the HTTP client, its timeouts, pacing and
-//! retries, and walks every page of `GET {base}/users` into a [`Census`].
+//! retries, and walks every page of `GET {base}/users` into a [`Tally`]. It reports each
+//! request to an [`Observer`] and knows nothing of how that is shown; counting rules live in
+//! [`crate::census`].
 
 mod error;
 mod pacing;
 pub mod page;
 mod walk;
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
@@ -14,8 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::census::{Census, Tally};
-use crate::metrics::Metrics;
+use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer};
@@ -39,6 +41,14 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
 }
 
+/// What the client tells as it talks to the API, for whoever counts it.
+pub trait Observer {
+    /// One request was sent: its answer's HTTP status, or `None` when none came back.
+    fn request(&self, status: Option<u16>);
+    /// The API said how many requests its rate-limit window has left (`x-tms-api-remaining`).
+    fn quota_remaining(&self, remaining: f64);
+}
+
 /// Numbers about one successful walk, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalkStats {
@@ -54,7 +64,6 @@ pub struct Client {
     max_retries: u32,
     backoff_base: Duration,
     pacer: Pacer,
-    metrics: Metrics,
 }
 
 /// The outcome of one HTTP attempt that did not produce a page.
@@ -70,7 +79,7 @@ enum Failure {
 }
 
 impl Client {
-    pub fn new(config: &ClientConfig, metrics: Metrics) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &ClientConfig) -> Result<Self, reqwest::Error> {
         let origin = config.base_url.origin();
         // Redirects are followed only within the API's origin, so the key never travels on,
         // and 5 at most.
@@ -103,42 +112,52 @@ impl Client {
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
             pacer: Pacer::new(config.max_request_rate),
-            metrics,
         })
     }
 
-    /// Walks every page and counts the users. Nothing is published here: the caller gets the
-    /// whole census or an error. Dropping the future cancels the walk, waits included.
-    pub async fn census(
+    /// Walks every page and counts the users into a tally, reporting each request to
+    /// `observer`. Nothing is published here: the caller gets every page's users or an
+    /// error, with the key blanked out of it. Dropping the future cancels the walk, waits
+    /// included.
+    pub async fn walk(
         &self,
         key: &SecretString,
-        max_statuses: usize,
-    ) -> Result<(Census, WalkStats), PollError> {
+        observer: &dyn Observer,
+    ) -> Result<(Tally, WalkStats), PollError> {
+        self.walk_pages(key, observer)
+            .await
+            .map_err(|e| e.map_text(|text| redact(&text, key).into_owned()))
+    }
+
+    async fn walk_pages(
+        &self,
+        key: &SecretString,
+        observer: &dyn Observer,
+    ) -> Result<(Tally, WalkStats), PollError> {
         let mut walk = Walk::new(&self.users_url, self.page_size);
         let mut tally = Tally::default();
         let mut body = Vec::new();
         let mut url = walk.first();
         loop {
-            self.fetch(&url, key, &mut body).await?;
+            self.fetch(&url, key, &mut body, observer).await?;
+            let page = page::decode(&body).map_err(|e| decode_error(&e, &body, key))?;
             let mut new = 0;
-            let decoded = page::decode_each(&body, |user| {
+            for user in &page.users {
                 let id = user.id.as_ref().map(|t| t.as_str());
                 let status = user.status.as_ref().map(|t| t.as_str());
                 new += usize::from(tally.add(id, status));
-            });
-            let page = match decoded {
-                Ok(page) => page,
-                Err(_) => return Err(decode_error(&mut body, key)),
-            };
+            }
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);
                 tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
             }
-            debug!(url = %redacted(url.as_str(), key), users = page.users, new, "page");
-            let next = walk
-                .next(page.users, new, page.total_count, page.next.as_deref())
-                .map_err(|e| e.redacted(key))?;
-            match next {
+            debug!(url = %redact(url.as_str(), key), users = page.users.len(), new, "page");
+            match walk.next(
+                page.users.len(),
+                new,
+                page.total_count,
+                page.next.as_deref(),
+            )? {
                 Some(next) => url = next,
                 None => break,
             }
@@ -146,7 +165,7 @@ impl Client {
         let stats = WalkStats {
             pages: walk.pages(),
         };
-        Ok((tally.finish(max_statuses), stats))
+        Ok((tally, stats))
     }
 
     /// GETs one page into `body`, with pacing and retries.
@@ -155,19 +174,19 @@ impl Client {
         url: &Url,
         key: &SecretString,
         body: &mut Vec<u8>,
+        observer: &dyn Observer,
     ) -> Result<(), PollError> {
         let mut attempt = 0;
         loop {
             self.pacer.wait().await;
-            // The API may echo the key back in an error body or a link; it goes no further.
-            let (error, wait, jitter) = match self.attempt(url, key, body).await {
+            let (error, wait, jitter) = match self.attempt(url, key, body, observer).await {
                 Ok(()) => return Ok(()),
-                Err(Failure::Fatal(error)) => return Err(error.redacted(key)),
+                Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Retry {
                     error,
                     wait,
                     jitter,
-                }) => (error.redacted(key), wait, jitter),
+                }) => (error, wait, jitter),
             };
             if attempt >= self.max_retries {
                 return Err(error);
@@ -179,7 +198,7 @@ impl Client {
             };
             attempt += 1;
             warn!(
-                error = %error,
+                error = %redact(&error.to_string(), key),
                 retry = attempt,
                 of = self.max_retries,
                 in_ms = delay.as_millis() as u64,
@@ -194,6 +213,7 @@ impl Client {
         url: &Url,
         key: &SecretString,
         body: &mut Vec<u8>,
+        observer: &dyn Observer,
     ) -> Result<(), Failure> {
         let sent = self
             .http
@@ -204,13 +224,13 @@ impl Client {
         let mut response = match sent {
             Ok(response) => response,
             Err(e) => {
-                self.metrics.api_request("error");
+                observer.request(None);
                 return Err(transport_failure(&e));
             }
         };
         let status = response.status();
-        self.metrics.api_request(status.as_str());
-        self.note_quota(response.headers());
+        observer.request(Some(status.as_u16()));
+        self.note_quota(response.headers(), observer);
         if status.is_success() {
             return read_body(&mut response, body, MAX_BODY_BYTES)
                 .await
@@ -226,15 +246,14 @@ impl Client {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, SystemTime::now()));
-        let mut excerpt_buf = Vec::new();
+        let mut error_body = Vec::new();
         // The error body helps the log and tells a rate limit apart; it is optional.
-        let _ = read_body(&mut response, &mut excerpt_buf, MAX_ERROR_BODY_BYTES).await;
-        redact_bytes(&mut excerpt_buf, key.expose_secret());
+        let _ = read_body(&mut response, &mut error_body, MAX_ERROR_BODY_BYTES).await;
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
             url: url.to_string(),
-            hint: format!("{hint}{}", api_message(&excerpt_buf)),
+            hint: format!("{hint}{}", api_message(&error_body, key)),
         };
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -248,7 +267,7 @@ impl Client {
                 wait: retry_after.unwrap_or(Duration::from_secs(1)),
                 jitter: retry_after.is_none(),
             },
-            s if s.is_server_error() && mentions_rate_limit(&excerpt_buf) => Failure::Retry {
+            s if s.is_server_error() && mentions_rate_limit(&error_body) => Failure::Retry {
                 error: PollError::RateLimited { status: code },
                 wait: retry_after
                     .unwrap_or(Duration::ZERO)
@@ -267,14 +286,14 @@ impl Client {
         })
     }
 
-    /// Exports the quota header and pauses when it is spent.
-    fn note_quota(&self, headers: &HeaderMap) {
+    /// Reports the quota header and pauses when it is spent.
+    fn note_quota(&self, headers: &HeaderMap, observer: &dyn Observer) {
         let remaining = headers
             .get("x-tms-api-remaining")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok());
         if let Some(remaining) = remaining {
-            self.metrics.rate_limit_remaining(remaining);
+            observer.quota_remaining(remaining);
             if remaining <= 0.0 {
                 debug!("API quota spent (x-tms-api-remaining: 0), pausing 1 s");
                 self.pacer.hold_off(Duration::from_secs(1));
@@ -283,50 +302,35 @@ impl Client {
     }
 }
 
-/// The error for a body that is not a page, its excerpt taken with the key blanked out: the
-/// body is redacted first so that no part of the key survives the excerpt's truncation.
-fn decode_error(body: &mut Vec<u8>, key: &SecretString) -> PollError {
-    redact_bytes(body, key.expose_secret());
-    // Decoded again only for the message: users are dropped as they come, never collected.
-    match page::decode_each(body, |_| {}) {
-        Err(e) => PollError::Decode(e.to_string()).redacted(key),
-        // Only if blanking out the key made the body valid, which it never should.
-        Ok(_) => PollError::Decode("response is not a Testsigma users page".to_owned()),
-    }
+/// The error for a body that is not a page, with an excerpt of it.
+fn decode_error(e: &impl std::fmt::Display, body: &[u8], key: &SecretString) -> PollError {
+    PollError::Decode(format!(
+        "response is not a Testsigma users page ({e}); body starts with {}",
+        excerpt(body, key)
+    ))
 }
 
 /// What stands in for the key where the API echoed it.
-pub(crate) const REDACTED: &str = "[REDACTED]";
+const REDACTED: &str = "[REDACTED]";
 
-/// `text` with every occurrence of `key` replaced by [`REDACTED`].
-fn redacted<'t>(text: &'t str, key: &SecretString) -> std::borrow::Cow<'t, str> {
+/// `text` with the API key blanked out. Applied to everything the client lets out (errors,
+/// log lines, excerpts of bodies): an API may echo the key back in an error body or a link.
+fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
     let key = key.expose_secret();
     if key.is_empty() || !text.contains(key) {
-        std::borrow::Cow::Borrowed(text)
+        Cow::Borrowed(text)
     } else {
-        std::borrow::Cow::Owned(text.replace(key, REDACTED))
+        Cow::Owned(text.replace(key, REDACTED))
     }
 }
 
-/// Replaces every occurrence of `key` in `bytes` by [`REDACTED`].
-fn redact_bytes(bytes: &mut Vec<u8>, key: &str) {
-    let key = key.as_bytes();
-    if key.is_empty() || bytes.len() < key.len() {
-        return;
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = &bytes[..];
-    let mut found = false;
-    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(REDACTED.as_bytes());
-        rest = &rest[at + key.len()..];
-        found = true;
-    }
-    if found {
-        out.extend_from_slice(rest);
-        *bytes = out;
-    }
+/// The start of a body for a log line, blanked out before it is cut, so that no part of a
+/// key at the cut survives.
+fn excerpt(body: &[u8], key: &SecretString) -> String {
+    // An excerpt shows at most 120 characters of up to 4 bytes: past that and a key's
+    // length, nothing more can show.
+    let head = &body[..body.len().min(121 * 4 + key.expose_secret().len())];
+    page::excerpt(redact(&String::from_utf8_lossy(head), key).as_bytes())
 }
 
 fn transport_failure(e: &reqwest::Error) -> Failure {
@@ -362,7 +366,7 @@ fn mentions_rate_limit(body: &[u8]) -> bool {
 }
 
 /// The API's own words about an error, if the body has them.
-fn api_message(body: &[u8]) -> String {
+fn api_message(body: &[u8], key: &SecretString) -> String {
     #[derive(serde::Deserialize)]
     struct ErrorBody {
         message: Option<String>,
@@ -370,9 +374,9 @@ fn api_message(body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
             message: Some(message),
-        }) if !message.is_empty() => format!(" (API says: {message:?})"),
+        }) if !message.is_empty() => format!(" (API says: {:?})", redact(&message, key)),
         _ if body.is_empty() => String::new(),
-        _ => format!(" (body starts with {})", page::excerpt(body)),
+        _ => format!(" (body starts with {})", excerpt(body, key)),
     }
 }
 
@@ -405,35 +409,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_is_blanked_out_of_bytes_and_errors() {
-        let mut body = b"key k3y, k3yk3y and k3".to_vec();
-        redact_bytes(&mut body, "k3y");
-        assert_eq!(body, b"key [REDACTED], [REDACTED][REDACTED] and k3");
-        let mut short = b"k3".to_vec();
-        redact_bytes(&mut short, "k3y");
-        assert_eq!(short, b"k3");
+    fn the_key_is_blanked_out_of_texts_and_errors() {
         let key = SecretString::from("k3y");
+        assert_eq!(
+            redact("key k3y, k3yk3y and k3", &key),
+            "key [REDACTED], [REDACTED][REDACTED] and k3"
+        );
+        assert!(matches!(redact("k3", &key), Cow::Borrowed("k3")));
+        assert_eq!(redact("k3y", &SecretString::from("")), "k3y");
         let err = PollError::Http {
             status: 404,
             url: "http://h/?c=k3y".into(),
             hint: " (API says: \"bad k3y\")".into(),
         }
-        .redacted(&key);
+        .map_text(|t| redact(&t, &key).into_owned());
         assert_eq!(
             err.to_string(),
             "HTTP 404 from http://h/?c=[REDACTED] (API says: \"bad [REDACTED]\")"
         );
-        assert_eq!(redacted("a k3y", &key), "a [REDACTED]");
     }
 
     #[test]
-    fn a_decode_excerpt_shows_no_part_of_the_key() {
+    fn an_excerpt_shows_no_part_of_the_key() {
         // The key straddles the 120-character cut of the excerpt.
         let key = SecretString::from("secret-key-abcdefghij");
-        let mut body =
-            format!("<html>{}secret-key-abcdefghij</html>", "x".repeat(105)).into_bytes();
-        let err = decode_error(&mut body, &key).to_string();
-        assert!(!err.contains("secret-key"), "{err}");
-        assert!(err.contains("body starts with"), "{err}");
+        let body = format!("<html>{}secret-key-abcdefghij</html>", "x".repeat(105));
+        let shown = excerpt(body.as_bytes(), &key);
+        assert!(!shown.contains("secret-key"), "{shown}");
+        assert!(shown.contains("[REDACTED"), "{shown}");
+        // Through an error body's message too, however long the body.
+        let body = r#"{"message": "bad key secret-key-abcdefghij"}"#;
+        let said = api_message(body.as_bytes(), &key);
+        assert_eq!(said, " (API says: \"bad key [REDACTED]\")");
+        let long = format!("{}secret-key-abcdefghij", "y".repeat(10_000));
+        assert!(!api_message(long.as_bytes(), &key).contains("secret"));
     }
 }

@@ -13,7 +13,6 @@ use axum::http::HeaderValue;
 use base64::Engine;
 use ring::digest;
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
 
 /// Verified credentials remembered; a flood of wrong ones cannot push these out.
 const GOOD_ENTRIES: usize = 16;
@@ -26,7 +25,8 @@ type Key = [u8; 32];
 pub struct Authenticator {
     salt: [u8; 32],
     cache: Mutex<Cache>,
-    hashing: Semaphore,
+    /// Held while a bcrypt check runs: one at a time.
+    hashing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -67,18 +67,12 @@ impl Cache {
     }
 }
 
-impl Default for Authenticator {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Authenticator {
     pub fn new() -> Self {
         Self {
             salt: rand::random(),
             cache: Mutex::new(Cache::default()),
-            hashing: Semaphore::new(1),
+            hashing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -104,9 +98,7 @@ impl Authenticator {
         if let Some(ok) = self.lookup(&key) {
             return ok && known;
         }
-        let Ok(_turn) = self.hashing.acquire().await else {
-            return false;
-        };
+        let _turn = self.hashing.lock().await;
         // Another request may have checked the same credentials while this one waited.
         if let Some(ok) = self.lookup(&key) {
             return ok && known;

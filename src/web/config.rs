@@ -14,6 +14,23 @@ use axum::http::{HeaderName, HeaderValue};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+/// Why a web configuration cannot be used: one line naming the key or file at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
+impl From<String> for Invalid {
+    fn from(problem: String) -> Self {
+        Self(problem)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(problem: &str) -> Self {
+        Self(problem.to_owned())
+    }
+}
+
 /// A validated web configuration.
 #[derive(Clone, Default)]
 pub struct WebFile {
@@ -151,7 +168,7 @@ struct RawHttp {
 /// Parses and validates the text of a web configuration. Relative file names are taken
 /// relative to `dir`, the directory of the configuration file, as the toolkit does.
 /// The error is one line, naming the key at fault.
-pub fn parse(text: &str, dir: &Path) -> Result<WebFile, String> {
+pub fn parse(text: &str, dir: &Path) -> Result<WebFile, Invalid> {
     let raw: RawFile = if is_blank(text) {
         RawFile::default()
     } else {
@@ -178,13 +195,15 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebFile, String> {
         if user.contains(':') {
             return Err(format!(
                 "basic_auth_users: user name {user:?} contains ':', which basic auth cannot carry"
-            ));
+            )
+            .into());
         }
         if bcrypt::HashParts::from_str(hash).is_err() {
             return Err(format!(
                 "basic_auth_users: the password of {user:?} is not a bcrypt hash \
                  (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
-            ));
+            )
+            .into());
         }
     }
     Ok(WebFile {
@@ -194,7 +213,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebFile, String> {
     })
 }
 
-fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, String> {
+fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
     for (key, set, why) in [
         (
             "cipher_suites",
@@ -244,7 +263,7 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, String> {
             return Err(
                 "tls_server_config: a client CA is set but client_auth_type is \
                         NoClientCert; set client_auth_type: RequireAndVerifyClientCert"
-                    .to_owned(),
+                    .into(),
             )
         }
         (Some("VerifyClientCertIfGiven"), Some(ca)) => ClientAuth::VerifyIfGiven(ca),
@@ -252,26 +271,29 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, String> {
         (Some(kind @ ("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert")), None) => {
             return Err(format!(
                 "tls_server_config: client_auth_type {kind} needs client_ca_file or client_ca"
-            ))
+            )
+            .into())
         }
         (Some(kind @ ("RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert")), _) => {
             return Err(format!(
                 "tls_server_config.client_auth_type {kind} is not supported by \
                  testsigma-exporter: it accepts client certificates nobody verified; use \
                  RequireAndVerifyClientCert with client_ca_file"
-            ))
+            )
+            .into())
         }
         (Some(other), _) => {
             return Err(format!(
                 "tls_server_config.client_auth_type {other:?} is not one of NoClientCert, \
                  VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-            ))
+            )
+            .into())
         }
     };
     let min_version = tls_version("min_version", raw.min_version)?.unwrap_or(TlsVersion::Tls12);
     let max_version = tls_version("max_version", raw.max_version)?.unwrap_or(TlsVersion::Tls13);
     if min_version > max_version {
-        return Err("tls_server_config: min_version is above max_version".to_owned());
+        return Err("tls_server_config: min_version is above max_version".into());
     }
     Ok(Some(TlsSettings {
         cert,
@@ -290,18 +312,18 @@ fn pem_source(
     file_key: &str,
     file: Option<String>,
     dir: &Path,
-) -> Result<Option<Pem>, String> {
+) -> Result<Option<Pem>, Invalid> {
     match (non_empty(inline), non_empty(file)) {
-        (Some(_), Some(_)) => Err(format!(
-            "tls_server_config: set {inline_key} or {file_key}, not both"
-        )),
+        (Some(_), Some(_)) => {
+            Err(format!("tls_server_config: set {inline_key} or {file_key}, not both").into())
+        }
         (Some(pem), None) => Ok(Some(Pem::Inline(pem))),
         (None, Some(file)) => Ok(Some(Pem::File(dir.join(file)))),
         (None, None) => Ok(None),
     }
 }
 
-fn tls_version(key: &str, raw: Option<String>) -> Result<Option<TlsVersion>, String> {
+fn tls_version(key: &str, raw: Option<String>) -> Result<Option<TlsVersion>, Invalid> {
     match non_empty(raw).as_deref() {
         None => Ok(None),
         Some("TLS12") => Ok(Some(TlsVersion::Tls12)),
@@ -311,14 +333,15 @@ fn tls_version(key: &str, raw: Option<String>) -> Result<Option<TlsVersion>, Str
         Some(old @ ("TLS10" | "TLS11")) => Err(format!(
             "tls_server_config.{key} {old} is not supported by testsigma-exporter: \
              rustls speaks only TLS12 and TLS13"
-        )),
-        Some(other) => Err(format!(
-            "tls_server_config.{key} {other:?} is not one of TLS12, TLS13"
-        )),
+        )
+        .into()),
+        Some(other) => {
+            Err(format!("tls_server_config.{key} {other:?} is not one of TLS12, TLS13").into())
+        }
     }
 }
 
-fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, Invalid> {
     if raw.http2 == Some(true) {
         return Err(unsupported(
             "http_server_config.http2: true",
@@ -332,7 +355,8 @@ fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
             return Err(format!(
                 "http_server_config.headers: {name:?} can not be configured; allowed are {}",
                 ALLOWED_HEADERS.map(|(n, _)| n).join(", ")
-            ));
+            )
+            .into());
         };
         // Blank means unset, as in the toolkit.
         if value.is_empty() {
@@ -343,7 +367,8 @@ fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
                 return Err(format!(
                     "http_server_config.headers: {name} must be one of {}, not {value:?}",
                     allowed.join(", ")
-                ));
+                )
+                .into());
             }
         }
         let value = HeaderValue::from_str(&value)
@@ -354,8 +379,10 @@ fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     Ok(headers)
 }
 
-fn unsupported(key: &str, why: &str) -> String {
-    format!("{key} is not supported by testsigma-exporter ({why})")
+fn unsupported(key: &str, why: &str) -> Invalid {
+    Invalid(format!(
+        "{key} is not supported by testsigma-exporter ({why})"
+    ))
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -389,7 +416,7 @@ mod tests {
     fn err(text: &str) -> String {
         match parse(text, Path::new("/etc/exporter")) {
             Ok(cfg) => panic!("accepted: {cfg:?}"),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     }
 

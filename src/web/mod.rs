@@ -31,6 +31,23 @@ use tracing::{error, info};
 /// Paths served without credentials, so kubelet probes need none.
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
+/// Why a web configuration cannot be loaded; the message starts with the file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        problem: config::Invalid,
+    },
+    #[error("{}: turning TLS on or off needs a restart", path.display())]
+    TlsToggled { path: PathBuf },
+}
+
 /// The web configuration in force, reloaded when its files change.
 pub struct WebConfig {
     path: PathBuf,
@@ -68,9 +85,8 @@ impl fmt::Debug for WebConfig {
 }
 
 impl WebConfig {
-    /// Reads and checks the file and everything it names. The error is one line, starting
-    /// with the file's path.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// Reads and checks the file and everything it names.
+    pub fn load(path: &Path) -> Result<Self, Error> {
         let active = build(path)?;
         let stamps = stamps(path, &active.files);
         Ok(Self {
@@ -106,10 +122,9 @@ impl WebConfig {
         }
         let reloaded = build(&self.path).and_then(|active| {
             if active.tls.is_some() != state.active.tls.is_some() {
-                Err(format!(
-                    "{}: turning TLS on or off needs a restart",
-                    self.path.display()
-                ))
+                Err(Error::TlsToggled {
+                    path: self.path.clone(),
+                })
             } else {
                 Ok(active)
             }
@@ -146,14 +161,20 @@ impl WebConfig {
     }
 }
 
-fn build(path: &Path) -> Result<Active, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+fn build(path: &Path) -> Result<Active, Error> {
+    let invalid = |problem| Error::Invalid {
+        path: path.to_owned(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let file = config::parse(&text, dir).map_err(|e| format!("{shown}: {e}"))?;
+    let file = config::parse(&text, dir).map_err(invalid)?;
     let tls = match &file.tls {
         Some(settings) => Some(TlsAcceptor::from(
-            tls::server_config(settings).map_err(|e| format!("{shown}: {e}"))?,
+            tls::server_config(settings).map_err(invalid)?,
         )),
         None => None,
     };

@@ -10,10 +10,10 @@ use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::config::{ClientAuth, Pem, TlsSettings, TlsVersion};
+use super::config::{ClientAuth, Invalid, Pem, TlsSettings, TlsVersion};
 
 /// Builds the server side of TLS. The error is one line naming the key or file at fault.
-pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(tls: &TlsSettings) -> Result<Arc<ServerConfig>, Invalid> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: Vec<&'static SupportedProtocolVersion> = [
         (TlsVersion::Tls12, &rustls::version::TLS12),
@@ -53,7 +53,7 @@ fn client_verifier(
     ca: &Pem,
     provider: &Arc<CryptoProvider>,
     optional: bool,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Invalid> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(ca, "client_ca")? {
         roots
@@ -68,33 +68,32 @@ fn client_verifier(
     };
     builder
         .build()
-        .map_err(|e| format!("{}: {e}", describe(ca, "client_ca")))
+        .map_err(|e| format!("{}: {e}", describe(ca, "client_ca")).into())
 }
 
-fn certificates(pem: &Pem, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(pem: &Pem, key: &str) -> Result<Vec<CertificateDer<'static>>, Invalid> {
     let bytes = read(pem, key)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", describe(pem, key)))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", describe(pem, key)));
+        return Err(format!("{}: no PEM certificate found", describe(pem, key)).into());
     }
     Ok(certs)
 }
 
-fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, String> {
+fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, Invalid> {
     let bytes = read(pem, "key")?;
     // The error says nothing of the key's content.
     PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|_| format!("{}: no PEM private key found", describe(pem, "key")))
+        .map_err(|_| format!("{}: no PEM private key found", describe(pem, "key")).into())
 }
 
-fn read(pem: &Pem, key: &str) -> Result<Vec<u8>, String> {
+fn read(pem: &Pem, key: &str) -> Result<Vec<u8>, Invalid> {
     match pem {
         Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
-        Pem::File(path) => {
-            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", describe(pem, key)))
-        }
+        Pem::File(path) => std::fs::read(path)
+            .map_err(|e| format!("{}: cannot read: {e}", describe(pem, key)).into()),
     }
 }
 
