@@ -338,7 +338,230 @@ async fn accept(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::time::SystemTime;
+
+    use axum::body::{to_bytes, Body, Bytes};
+    use axum::http::{HeaderValue, Method, Request};
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::api::Reason;
+    use crate::census::Census;
+
+    type Reply = (StatusCode, HeaderMap, Bytes);
+
+    async fn send(app: &Router, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::empty()).unwrap();
+        let (parts, body) = app.clone().oneshot(request).await.unwrap().into_parts();
+        (
+            parts.status,
+            parts.headers,
+            to_bytes(body, usize::MAX).await.unwrap(),
+        )
+    }
+
+    async fn get(app: &Router, path: &str, headers: &[(&str, &str)]) -> Reply {
+        send(app, Method::GET, path, headers).await
+    }
+
+    fn text(body: &Bytes) -> &str {
+        std::str::from_utf8(body).unwrap()
+    }
+
+    fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+        headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn gunzip(body: &[u8]) -> Bytes {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .unwrap();
+        out.into()
+    }
+
+    fn publish(metrics: &Metrics, total: u64) {
+        let census = Census {
+            total,
+            by_status: [("active".to_string(), total)].into(),
+            reported: Some(total),
+        };
+        metrics.publish(&census, Duration::from_millis(5), SystemTime::now());
+    }
+
+    #[tokio::test]
+    async fn landing_page_links_to_the_telemetry_path_and_shows_the_version() {
+        for (path, href) in [
+            ("/metrics", "href=\"/metrics\""),
+            ("/custom/metrics", "href=\"/custom/metrics\""),
+            ("/m&x\"y<z", "href=\"/m&amp;x&quot;y&lt;z\""),
+        ] {
+            let (status, headers, body) = get(&router(Metrics::new(), path), "/", &[]).await;
+            let page = text(&body);
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert!(header(&headers, header::CONTENT_TYPE)
+                .unwrap()
+                .starts_with("text/html"));
+            assert!(page.contains(href), "{path}: {page}");
+            assert!(page.contains(&format!("Version {}.", env!("CARGO_PKG_VERSION"))));
+            assert!(!page.contains("/m&x"), "unescaped path in {page}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_before_and_after_a_publish() {
+        let metrics = Metrics::new();
+        let app = router(metrics.clone(), "/metrics");
+        let (status, headers, body) = get(&app, "/metrics", &[]).await;
+        let exposition = text(&body);
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, header::CONTENT_TYPE), Some(TEXT_FORMAT));
+        assert!(exposition.starts_with("# HELP "), "{exposition}");
+        assert!(exposition.contains("\ntestsigma_up 0\n"), "{exposition}");
+        assert!(
+            !exposition
+                .lines()
+                .any(|l| l.starts_with("testsigma_users ")),
+            "{exposition}"
+        );
+
+        publish(&metrics, 42);
+        let (status, _, body) = get(&app, "/metrics", &[]).await;
+        let exposition = text(&body);
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            exposition.contains("\ntestsigma_users 42\n"),
+            "{exposition}"
+        );
+        assert!(exposition.contains("\ntestsigma_up 1\n"), "{exposition}");
+    }
+
+    #[tokio::test]
+    async fn custom_telemetry_path_replaces_metrics() {
+        let app = router(Metrics::new(), "/custom/metrics");
+        let (status, headers, body) = get(&app, "/custom/metrics", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, header::CONTENT_TYPE), Some(TEXT_FORMAT));
+        assert!(text(&body).starts_with("# HELP "));
+        let (status, _, _) = get(&app, "/metrics", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn healthz_always_readyz_once_a_poll_has_succeeded() {
+        let metrics = Metrics::new();
+        let app = router(metrics.clone(), "/metrics");
+        let check = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let (status, _, body) = get(&app, path, &[]).await;
+                (status, String::from_utf8(body.to_vec()).unwrap())
+            }
+        };
+        assert_eq!(check("/healthz").await, (StatusCode::OK, "ok\n".into()));
+        let (status, body) = check("/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+        publish(&metrics, 1);
+        assert_eq!(check("/readyz").await, (StatusCode::OK, "ready\n".into()));
+        // Readiness means one poll has succeeded; a later failure does not undo it.
+        metrics.fail(Reason::Timeout, Duration::from_secs(1));
+        assert_eq!(check("/readyz").await, (StatusCode::OK, "ready\n".into()));
+        assert_eq!(check("/healthz").await, (StatusCode::OK, "ok\n".into()));
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_404_and_other_methods_405() {
+        let app = router(Metrics::new(), "/metrics");
+        for path in ["/nope", "/metrics/", "/healthz/x", "/index.html"] {
+            let (status, _, _) = get(&app, path, &[]).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+        for method in [Method::POST, Method::PUT, Method::DELETE] {
+            for path in ["/metrics", "/healthz", "/readyz", "/"] {
+                let (status, headers, _) = send(&app, method.clone(), path, &[]).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                let allow = header(&headers, header::ALLOW).unwrap_or_default();
+                assert!(allow.contains("GET"), "{method} {path}: allow {allow:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_gzipped_only_when_accepted() {
+        let app = router(Metrics::new(), "/metrics");
+        let (_, headers, _) = get(&app, "/metrics", &[("accept-encoding", "gzip;q=0")]).await;
+        assert_eq!(header(&headers, header::CONTENT_ENCODING), None);
+        for accept in ["gzip", "x-gzip", "br, gzip;q=0.8"] {
+            // A rendering is reused for up to a second, so two scrapes in a row get the same
+            // bytes unless they straddle a re-rendering; then try again.
+            let mut tries = 0;
+            let (plain, gzipped) = loop {
+                let (_, plain_headers, plain) = get(&app, "/metrics", &[]).await;
+                let (status, headers, gzipped) =
+                    get(&app, "/metrics", &[("accept-encoding", accept)]).await;
+                assert_eq!(status, StatusCode::OK);
+                assert_eq!(header(&plain_headers, header::CONTENT_ENCODING), None);
+                assert_eq!(
+                    header(&plain_headers, header::VARY),
+                    Some("accept-encoding")
+                );
+                assert_eq!(header(&headers, header::CONTENT_ENCODING), Some("gzip"));
+                assert_eq!(header(&headers, header::VARY), Some("accept-encoding"));
+                assert_eq!(header(&headers, header::CONTENT_TYPE), Some(TEXT_FORMAT));
+                let gzipped = gunzip(&gzipped);
+                tries += 1;
+                if gzipped == plain || tries == 3 {
+                    break (plain, gzipped);
+                }
+            };
+            assert!(plain.starts_with(b"# HELP "));
+            assert_eq!(text(&gzipped), text(&plain), "{accept}");
+        }
+    }
+
+    #[test]
+    fn accepts_gzip_weighs_codings_per_rfc_9110() {
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&[""], false),
+            (&["gzip"], true),
+            (&["GZIP"], true),
+            (&[" gzip "], true),
+            (&["x-gzip"], true),
+            (&["deflate, gzip;q=0.5"], true),
+            (&["gzip;q=0.001"], true),
+            (&["gzip;q=1.000"], true),
+            (&["gzip;q=0"], false),
+            (&["gzip; q=0.000"], false),
+            (&["gzip;Q=0"], false),
+            (&["gzip;q=abc"], false),
+            (&["*"], true),
+            (&["*;q=0"], false),
+            (&["identity"], false),
+            (&["br, deflate"], false),
+            // An explicit weight for gzip wins over `*`, either way round.
+            (&["gzip;q=0, *"], false),
+            (&["*, gzip;q=0"], false),
+            (&["*;q=0, gzip"], true),
+            // Separate header lines are one list.
+            (&["deflate", "gzip"], true),
+            (&["gzip;q=0", "*"], false),
+            (&["*;q=0", "gzip"], true),
+        ];
+        for (values, want) in cases {
+            let mut headers = HeaderMap::new();
+            for v in *values {
+                headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            }
+            assert_eq!(accepts_gzip(&headers), *want, "Accept-Encoding: {values:?}");
+        }
+    }
 
     #[tokio::test]
     async fn listen_addresses() {
