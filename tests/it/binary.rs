@@ -62,20 +62,14 @@ const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
     ("--demo", None, None),
 ];
 
-/// A mock API with the documented page of two users behind the test key.
-async fn documented_api() -> MockServer {
+#[tokio::test]
+async fn once_prints_the_exposition_and_exits_0() {
     let mock = MockServer::start().await;
     users_get()
         .and(bearer_token(KEY))
         .respond_with(json_ok(fixture("users-documented.json")))
         .mount(&mock)
         .await;
-    mock
-}
-
-#[tokio::test]
-async fn once_prints_the_exposition_and_exits_0() {
-    let mock = documented_api().await;
     let base = base_url(&mock);
     let run = run_once(&["--base-url", &base]).await;
     assert_eq!(run.code, Some(0), "{run:?}");

@@ -206,14 +206,7 @@ async fn the_binary_survives_mixed_faults_without_a_panic() {
         &[("TESTSIGMA_API_KEY", KEY)],
     )
     .await;
-    let http = reqwest::Client::new();
-    let url = bin.url("/metrics");
-    let scrape = || async {
-        let response = http.get(&url).send().await.expect("scrape");
-        assert_eq!(response.status().as_u16(), 200);
-        response.text().await.expect("body")
-    };
-    watch(scrape, &served, 8.0).await;
+    watch(|| bin.scrape(), &served, 8.0).await;
     bin.signal(libc::SIGTERM);
     let (code, lines) = bin.wait_exit(Duration::from_secs(10)).await;
     let output = lines.join("\n");

@@ -13,21 +13,6 @@ fn statuses(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
     pairs.iter().map(|(s, n)| (s.to_string(), *n)).collect()
 }
 
-/// Runs one poll against a single page `body` with `args`; returns the scrape after it.
-async fn one_poll(body: serde_json::Value, args: &[&str]) -> String {
-    let mock = MockServer::start().await;
-    users_get()
-        .respond_with(json_ok(body))
-        .expect(1)
-        .mount(&mock)
-        .await;
-    let app = spawn_app(settings(&base_url(&mock), args)).await;
-    let text = app.wait_polls(1.0).await;
-    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
-    app.stop().await.expect("clean stop");
-    text
-}
-
 #[tokio::test]
 async fn users_seen_on_two_pages_are_counted_once() {
     let mock = MockServer::start().await;
@@ -75,7 +60,9 @@ async fn statuses_are_trimmed_lower_cased_and_missing_is_unknown() {
         {"id": "6", "status": "Invited "},
         {"id": "7", "status": "inactive"},
     ]});
-    let text = one_poll(body, &[]).await;
+    let (mock, app) = polled_app(body, &[]).await;
+    let text = app.scrape().await;
+    assert_eq!(request_count(&mock).await, 1);
     assert_eq!(value(&text, "testsigma_users"), Some(7.0));
     assert_eq!(
         by_status(&text),
@@ -86,16 +73,20 @@ async fn statuses_are_trimmed_lower_cased_and_missing_is_unknown() {
             ("unknown", 3.0)
         ])
     );
+    app.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
 async fn active_and_inactive_are_always_present() {
-    let text = one_poll(json!({"data": []}), &[]).await;
+    let (mock, app) = polled_app(json!({"data": []}), &[]).await;
+    let text = app.scrape().await;
+    assert_eq!(request_count(&mock).await, 1);
     assert_eq!(value(&text, "testsigma_users"), Some(0.0));
     assert_eq!(
         by_status(&text),
         statuses(&[("active", 0.0), ("inactive", 0.0)])
     );
+    app.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
@@ -104,7 +95,9 @@ async fn statuses_past_the_cap_count_as_other_and_totals_add_up() {
     for (status, n) in [("a", 5), ("b", 4), ("c", 3), ("active", 1)] {
         users.extend((0..n).map(|i| json!({"id": format!("{status}-{i}"), "status": status})));
     }
-    let text = one_poll(json!({"data": users}), &["--max-statuses", "4"]).await;
+    let (mock, app) = polled_app(json!({"data": users}), &["--max-statuses", "4"]).await;
+    let text = app.scrape().await;
+    assert_eq!(request_count(&mock).await, 1);
     assert_eq!(value(&text, "testsigma_users"), Some(13.0));
     let counted = by_status(&text);
     assert_eq!(
@@ -117,23 +110,14 @@ async fn statuses_past_the_cap_count_as_other_and_totals_add_up() {
         ])
     );
     assert_eq!(counted.iter().map(|(_, n)| n).sum::<f64>(), 13.0);
+    app.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
 async fn a_status_that_vanishes_is_dropped() {
-    let mock = MockServer::start().await;
-    users_get()
-        .respond_with(json_ok(page(
-            &[("1", "active"), ("2", "suspended")],
-            json!(""),
-            None,
-        )))
-        .mount(&mock)
-        .await;
-    let app = spawn_app(settings(&base_url(&mock), &["--poll-interval", "100ms"])).await;
-    let text = app
-        .scrape_until(Duration::from_secs(10), |t| t.contains("suspended"))
-        .await;
+    let body = page(&[("1", "active"), ("2", "suspended")], json!(""), None);
+    let (mock, app) = polled_app(body, &["--poll-interval", "100ms"]).await;
+    let text = app.scrape().await;
     assert_eq!(
         by_status(&text),
         statuses(&[("active", 1.0), ("inactive", 0.0), ("suspended", 1.0)])

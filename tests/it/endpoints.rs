@@ -1,7 +1,6 @@
-//! The HTTP side: landing page, metrics (format, gzip, custom path), health and readiness,
-//! 404 and 405, and the series that exist from the start.
+//! The HTTP side: landing page, metrics (format, custom path), health and readiness, 404
+//! and 405, and the series that exist from the start. Compression is in `exposition`.
 
-use std::io::Read;
 use std::time::Duration;
 
 use serde_json::json;
@@ -10,28 +9,9 @@ use wiremock::{MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
-/// An exporter that has finished one good poll of two users.
-async fn polled_app(args: &[&str]) -> (MockServer, TestApp) {
-    let mock = MockServer::start().await;
-    mount_users(&mock, fixture("users-documented.json")).await;
-    let app = spawn_app(settings(&base_url(&mock), args)).await;
-    let path = args
-        .iter()
-        .position(|a| *a == "--web.telemetry-path")
-        .map_or("/metrics", |i| args[i + 1]);
-    wait_for(Duration::from_secs(10), "ready", || async {
-        app.get("/readyz").await.0 == 200
-    })
-    .await;
-    let (status, text) = app.get(path).await;
-    assert_eq!(status, 200);
-    assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
-    (mock, app)
-}
-
 #[tokio::test]
 async fn landing_page_links_to_the_metrics() {
-    let (_mock, app) = polled_app(&[]).await;
+    let (_mock, app) = polled_app(fixture("users-documented.json"), &[]).await;
     let response = app.http.get(app.url("/")).send().await.expect("GET /");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -48,7 +28,7 @@ async fn landing_page_links_to_the_metrics() {
 
 #[tokio::test]
 async fn metrics_are_text_format_0_0_4() {
-    let (_mock, app) = polled_app(&[]).await;
+    let (_mock, app) = polled_app(fixture("users-documented.json"), &[]).await;
     let response = app.http.get(app.url("/metrics")).send().await.expect("GET");
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
@@ -62,6 +42,7 @@ async fn metrics_are_text_format_0_0_4() {
     assert!(response.headers().get("content-encoding").is_none());
     let text = response.text().await.expect("body");
     assert!(text.starts_with("# HELP "), "{text}");
+    assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
     // The served exposition includes the process collector (on Linux).
     if cfg!(target_os = "linux") {
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
@@ -69,49 +50,17 @@ async fn metrics_are_text_format_0_0_4() {
     app.stop().await.expect("clean stop");
 }
 
-/// The lines that cannot change between two scrapes with no poll in between.
-fn stable_lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !l.contains("process_")).collect()
-}
-
-#[tokio::test]
-async fn metrics_are_gzipped_when_asked() {
-    let (_mock, app) = polled_app(&[]).await;
-    // A client that neither asks for nor undoes compression by itself.
-    let raw = reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .expect("client");
-    let response = raw
-        .get(app.url("/metrics"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .expect("GET");
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-encoding"], "gzip");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"));
-    let compressed = response.bytes().await.expect("body");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..])
-        .read_to_string(&mut text)
-        .expect("valid gzip of UTF-8 text");
-    let plain = app.scrape().await;
-    assert_eq!(stable_lines(&text), stable_lines(&plain));
-    assert_eq!(value(&text, "testsigma_users"), Some(2.0));
-    app.stop().await.expect("clean stop");
-}
-
 #[tokio::test]
 async fn custom_telemetry_path() {
-    let (_mock, app) = polled_app(&["--web.telemetry-path", "/probe/testsigma"]).await;
+    let (_mock, app) = polled_app(
+        fixture("users-documented.json"),
+        &["--web.telemetry-path", "/probe/testsigma"],
+    )
+    .await;
     let (status, text) = app.get("/probe/testsigma").await;
     assert_eq!(status, 200);
     assert!(text.contains("\ntestsigma_up 1\n"), "{text}");
+    assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
     assert_eq!(app.get("/metrics").await.0, 404);
     let (_, landing) = app.get("/").await;
     assert!(landing.contains(r#"href="/probe/testsigma""#), "{landing}");
@@ -120,7 +69,7 @@ async fn custom_telemetry_path() {
 
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
-    let (_mock, app) = polled_app(&[]).await;
+    let (_mock, app) = polled_app(fixture("users-documented.json"), &[]).await;
     for path in ["/nope", "/metrics/extra", "/favicon.ico"] {
         assert_eq!(app.get(path).await.0, 404, "{path}");
     }
@@ -238,8 +187,9 @@ async fn requests_that_get_no_answer_count_as_error() {
 
 #[tokio::test]
 async fn help_texts_say_values_come_from_a_background_poll() {
-    let (_mock, app) = polled_app(&[]).await;
+    let (_mock, app) = polled_app(fixture("users-documented.json"), &[]).await;
     let text = app.scrape().await;
+    assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
     let helps: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("# HELP testsigma_"))
@@ -253,42 +203,5 @@ async fn help_texts_say_values_come_from_a_background_poll() {
             "HELP does not mention the background poll: {help}"
         );
     }
-    app.stop().await.expect("clean stop");
-}
-
-#[tokio::test]
-async fn the_rate_limit_gauge_appears_once_the_api_sends_it() {
-    let mock = MockServer::start().await;
-    users_get()
-        .and(query_param_is_missing("cursor"))
-        .respond_with(json_ok(page(&[("a", "active")], json!("p2"), None)))
-        .mount(&mock)
-        .await;
-    users_get()
-        .and(query_param("cursor", "p2"))
-        .respond_with(
-            json_ok(page(&[("b", "active")], json!(""), None))
-                .insert_header("x-tms-api-limit", "10")
-                .insert_header("x-tms-api-remaining", "7")
-                .insert_header("x-tms-api-reset", "1"),
-        )
-        .mount(&mock)
-        .await;
-    let app = spawn_app(settings(&base_url(&mock), &[])).await;
-    let text = app.wait_polls(1.0).await;
-    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
-    assert_eq!(
-        value(&text, "testsigma_api_rate_limit_remaining"),
-        Some(7.0)
-    );
-    app.stop().await.expect("clean stop");
-
-    // An API that never sends the header: no series at all rather than a made-up value.
-    let (_mock, app) = polled_app(&[]).await;
-    let text = app.scrape().await;
-    assert!(
-        !text.contains("testsigma_api_rate_limit_remaining "),
-        "{text}"
-    );
     app.stop().await.expect("clean stop");
 }

@@ -120,11 +120,7 @@ async fn not_found_on_page_two_keeps_the_last_good_counts() {
 
 #[tokio::test]
 async fn before_the_first_success_there_are_no_user_counts() {
-    let mock = MockServer::start().await;
-    users_get()
-        .respond_with(ResponseTemplate::new(401).set_body_json(fixture("error-401.json")))
-        .mount(&mock)
-        .await;
+    let mock = mock_api(ResponseTemplate::new(401).set_body_json(fixture("error-401.json"))).await;
     let app = spawn_app(settings(&base_url(&mock), &["--poll-interval", "100ms"])).await;
     let text = app.wait_polls(2.0).await;
     assert!(!text.contains("testsigma_users"), "{text}");

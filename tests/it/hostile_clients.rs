@@ -4,22 +4,9 @@
 use std::time::Duration;
 
 use crate::helpers::*;
-use testsigma_exporter::metrics::Metrics;
-use testsigma_exporter::server::{self, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use wiremock::MockServer;
-
-/// The exporter's router and serve loop on loopback with `limits`; dropping the sender stops it.
-async fn serve(limits: Limits) -> (std::net::SocketAddr, watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let app = server::router(Metrics::new(), "/metrics");
-    tokio::spawn(server::serve_with(listener, app, None, stopped, limits));
-    (addr, stop)
-}
+use wiremock::ResponseTemplate;
 
 fn short_timeouts() -> Limits {
     Limits {
@@ -57,7 +44,7 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>,
 
 #[tokio::test]
 async fn a_2_mib_header_is_refused_and_the_server_carries_on() {
-    let (addr, _stop) = serve(Limits::default()).await;
+    let (addr, _stop) = spawn_server(Limits::default()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = b"GET /metrics HTTP/1.1\r\nhost: x\r\nx-big: ".to_vec();
     request.resize(request.len() + 2 * 1024 * 1024, b'a');
@@ -76,7 +63,7 @@ async fn a_2_mib_header_is_refused_and_the_server_carries_on() {
 
 #[tokio::test]
 async fn three_hundred_concurrent_scrapes_all_succeed() {
-    let (addr, _stop) = serve(Limits::default()).await;
+    let (addr, _stop) = spawn_server(Limits::default()).await;
     let mut scrapes = tokio::task::JoinSet::new();
     for _ in 0..300 {
         // A client each, so that each scrape is its own connection.
@@ -92,7 +79,7 @@ async fn three_hundred_concurrent_scrapes_all_succeed() {
 
 #[tokio::test]
 async fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
-    let (addr, _stop) = serve(short_timeouts()).await;
+    let (addr, _stop) = spawn_server(short_timeouts()).await;
     let mut slow: Vec<TcpStream> = Vec::new();
     for i in 0..40 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
@@ -130,7 +117,7 @@ async fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
 
 #[tokio::test]
 async fn a_trickled_request_body_does_not_hold_the_connection() {
-    let (addr, _stop) = serve(short_timeouts()).await;
+    let (addr, _stop) = spawn_server(short_timeouts()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000\r\n\r\n")
@@ -157,7 +144,7 @@ async fn a_trickled_request_body_does_not_hold_the_connection() {
 
 #[tokio::test]
 async fn a_flood_of_unknown_paths_gets_404s() {
-    let (addr, _stop) = serve(Limits::default()).await;
+    let (addr, _stop) = spawn_server(Limits::default()).await;
     let http = reqwest::Client::new();
     let mut flood = tokio::task::JoinSet::new();
     for worker in 0..20 {
@@ -190,17 +177,17 @@ async fn a_flood_of_unknown_paths_gets_404s() {
 
 #[tokio::test]
 async fn scrapes_answer_while_a_poll_hangs() {
-    let mock = MockServer::start().await;
-    let arrivals = mount_script(&mock, |_, _| {
-        wiremock::ResponseTemplate::new(200)
+    let mock = mock_api(
+        ResponseTemplate::new(200)
             .set_body_json(fixture("users-documented.json"))
-            .set_delay(Duration::from_secs(60))
-    })
+            .set_delay(Duration::from_secs(60)),
+    )
     .await;
     let app = spawn_app(settings(&base_url(&mock), &["--request-timeout", "120s"])).await;
-    while arrivals.len() == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for(Duration::from_secs(10), "the poll's request", || async {
+        request_count(&mock).await > 0
+    })
+    .await;
     // The poll is in flight and will be for a minute; the server answers regardless.
     for _ in 0..20 {
         let text = app.scrape().await;
@@ -217,7 +204,7 @@ async fn scrapes_answer_while_a_poll_hangs() {
 
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
-    let (addr, _stop) = serve(short_timeouts()).await;
+    let (addr, _stop) = spawn_server(short_timeouts()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -231,7 +218,7 @@ async fn idle_keep_alive_connections_are_closed() {
 
 #[tokio::test]
 async fn when_silent_clients_take_every_slot_scrapes_wait_for_their_timeout() {
-    let (addr, _stop) = serve(Limits {
+    let (addr, _stop) = spawn_server(Limits {
         max_connections: 4,
         ..short_timeouts()
     })

@@ -77,15 +77,11 @@ async fn a_rotated_key_file_is_used_from_the_next_poll() {
 async fn an_unreadable_key_file_fails_the_poll_and_the_exporter_recovers() {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let key_path = scratch.path().join("api-key");
+    let key_arg = key_path.to_str().expect("UTF-8 path");
     let mock = api_for(&["key-C"]).await;
     let app = spawn_app(settings(
         &base_url(&mock),
-        &[
-            "--api-key-file",
-            key_path.to_str().expect("UTF-8 path"),
-            "--poll-interval",
-            "100ms",
-        ],
+        &["--api-key-file", key_arg, "--poll-interval", "100ms"],
     ))
     .await;
 
@@ -94,12 +90,31 @@ async fn an_unreadable_key_file_fails_the_poll_and_the_exporter_recovers() {
         .scrape_until(Duration::from_secs(10), |t| value(t, FAILURE) >= Some(2.0))
         .await;
     assert_eq!(value(&text, AUTH), value(&text, FAILURE), "{text}");
+    assert_eq!(failed_reasons(&text), ["auth"], "{text}");
     assert_eq!(value(&text, SUCCESS), Some(0.0));
     assert!(!text.contains("testsigma_users"), "{text}");
     assert_eq!(app.get("/readyz").await.0, 503);
     assert_eq!(app.get("/healthz").await.0, 200);
-    let received = mock.received_requests().await.expect("recording");
-    assert!(received.is_empty(), "requests sent without a key");
+    assert_eq!(request_count(&mock).await, 0, "requests sent without a key");
+    // The log line names the file.
+    let run = run_exporter(
+        &[
+            "--once",
+            "--base-url",
+            &base_url(&mock),
+            "--api-key-file",
+            key_arg,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(value(&run.stdout, AUTH), Some(1.0), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("cannot read the API key file") && run.stderr.contains(key_arg),
+        "{}",
+        run.stderr
+    );
 
     // An empty file is no key either.
     write_atomically(&key_path, b" \n");
@@ -110,18 +125,16 @@ async fn an_unreadable_key_file_fails_the_poll_and_the_exporter_recovers() {
         })
         .await;
     assert_eq!(value(&text, AUTH), value(&text, FAILURE), "{text}");
-    assert!(mock
-        .received_requests()
-        .await
-        .expect("recording")
-        .is_empty());
+    assert_eq!(request_count(&mock).await, 0);
 
-    // The Secret appears: the exporter recovers without a restart.
-    write_atomically(&key_path, b"key-C");
+    // The Secret appears: the exporter recovers without a restart, the key trimmed.
+    write_atomically(&key_path, b"  key-C\n");
     let text = app
         .scrape_until(Duration::from_secs(10), |t| value(t, SUCCESS) >= Some(1.0))
         .await;
+    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
     assert_eq!(value(&text, "testsigma_users"), Some(2.0), "{text}");
+    assert!(!text.contains("key-C"), "the key in /metrics: {text}");
     assert_eq!(app.get("/readyz").await.0, 200);
 
     // It goes away again: polls fail, the last good counts stay.
@@ -160,5 +173,5 @@ async fn a_key_that_cannot_go_in_a_header_or_an_oversized_file_fails_as_auth_wit
         assert_eq!(value(&run.stdout, AUTH), Some(1.0), "{}", run.stdout);
         assert!(run.stderr.contains(says), "{}", run.stderr);
     }
-    assert_eq!(mock.received_requests().await.unwrap().len(), 0);
+    assert_eq!(request_count(&mock).await, 0);
 }

@@ -72,8 +72,23 @@ async fn a_next_link_that_repeats_ends_the_poll() {
     let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
     assert!(!ok);
     assert_eq!(failed_reasons(&text), ["pagination"], "{text}");
+    assert_eq!(value(&text, "testsigma_up"), Some(0.0), "{text}");
     assert_eq!(arrivals.len(), 2, "the repeated link is not fetched again");
-    assert!(!text.contains("\ntestsigma_users "), "{text}");
+    // The first page, then the one the link named.
+    let cursors: Vec<Option<String>> = mock
+        .received_requests()
+        .await
+        .expect("recording")
+        .iter()
+        .map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "cursor")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(cursors, [None, Some("again".to_owned())]);
+    assert!(!text.contains("testsigma_users"), "{text}");
 }
 
 #[tokio::test]
@@ -132,15 +147,14 @@ async fn a_next_link_to_another_origin_fails_and_nothing_is_sent_there() {
         format!("/\\{host}/api/v1/users"),
         format!("/\t/{host}/api/v1/users"),
     ] {
-        let mock = MockServer::start().await;
-        mount_users(&mock, page(&[("user-1", "active")], json!(next), Some(2))).await;
+        let mock = mock_api(json_ok(page(&[("user-1", "active")], json!(next), Some(2)))).await;
         let (ok, text) = poll_once(settings(&base_url(&mock), &[])).await;
         assert!(!ok, "{next:?}");
         assert_eq!(failed_reasons(&text), ["pagination"], "{next:?}: {text}");
-        assert!(
-            foreign.received_requests().await.unwrap().is_empty(),
-            "{next:?}"
-        );
+        assert_eq!(value(&text, "testsigma_up"), Some(0.0), "{next:?}: {text}");
+        assert!(!text.contains("testsigma_users"), "{next:?}: {text}");
+        assert_eq!(request_count(&mock).await, 1, "{next:?}");
+        assert_eq!(request_count(&foreign).await, 0, "{next:?}");
     }
 }
 
@@ -171,8 +185,7 @@ async fn a_redirect_to_another_origin_is_not_followed() {
     let foreign = foreign().await;
     let mock = MockServer::start().await;
     let location = format!("{}/api/v1/users", foreign.uri());
-    Mock::given(method("GET"))
-        .and(path("/api/v1/users"))
+    users_get()
         .respond_with(ResponseTemplate::new(302).insert_header("location", location.as_str()))
         .expect(1)
         .mount(&mock)
@@ -180,14 +193,13 @@ async fn a_redirect_to_another_origin_is_not_followed() {
     let (ok, text) = poll_once(settings(&base_url(&mock), &["--max-retries", "2"])).await;
     assert!(!ok);
     assert_eq!(failed_reasons(&text), ["http"], "{text}");
-    assert!(foreign.received_requests().await.unwrap().is_empty());
+    assert_eq!(request_count(&foreign).await, 0);
 }
 
 #[tokio::test]
 async fn a_redirect_within_the_origin_is_followed_with_the_key() {
     let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/users"))
+    users_get()
         .respond_with(ResponseTemplate::new(301).insert_header("location", "/api/v2/users"))
         .mount(&mock)
         .await;

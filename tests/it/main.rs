@@ -1,22 +1,35 @@
 //! Integration tests: the exporter's router, server and binary driven over HTTP against a
-//! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`.
+//! wiremock stand-in for the Testsigma API. One test binary; shared helpers in `helpers`
+//! (see `helpers/mod.rs` for what lives where). Run one module with
+//! `cargo test --test it pagination::`.
 
-mod binary;
-mod chaos;
-mod counting;
-mod endpoints;
-mod exposition;
-mod failure;
-mod fuzz_decode;
+// Shared helpers.
 mod helpers;
-mod hostile_clients;
-mod keyfile;
+
+// Start here: one page counted and served.
+mod smoke;
+
+// Reading the API: page shapes, what is counted, pacing, retries, bounds.
+mod counting;
+mod fuzz_decode;
 mod limits;
-mod logs;
 mod pacing;
 mod pagination;
 mod retries;
+
+// Failures: all-or-nothing polls, random faults, the key file.
+mod chaos;
+mod failure;
+mod keyfile;
+
+// Serving: endpoints, compression, hostile clients, TLS and basic auth.
+mod endpoints;
+mod exposition;
+mod hostile_clients;
+mod web_config;
+
+// The binary: flags and exit codes, logs, the key kept secret, shutdown on signals.
+mod binary;
+mod logs;
 mod secrets;
 mod shutdown;
-mod smoke;
-mod web_config;

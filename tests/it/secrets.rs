@@ -1,14 +1,9 @@
 //! The API key stays secret: in no log line at any level, error, metric or `Debug` output,
-//! even when the API echoes it back; an unreadable key file fails a poll, not the exporter.
-
-use std::time::Duration;
+//! even when the API echoes it back; and a warning when it would travel unencrypted.
 
 use crate::helpers::*;
 use serde_json::json;
-use testsigma_exporter::metrics::Metrics;
-use testsigma_exporter::poller::Poller;
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 /// Fails if `text` holds the key or any 12 characters of it.
 fn assert_no_key(text: &str, context: &str) {
@@ -81,12 +76,7 @@ fn echoing_answers() -> Vec<(&'static str, ResponseTemplate)> {
 async fn the_key_is_in_no_output_at_trace_level_in_either_format() {
     for (name, answer) in echoing_answers() {
         for format in ["logfmt", "json"] {
-            let mock = MockServer::start().await;
-            mount_script(&mock, {
-                let answer = answer.clone();
-                move |_, _| answer.clone()
-            })
-            .await;
+            let mock = mock_api(answer.clone()).await;
             let run = run_once(&[
                 "--base-url",
                 &base_url(&mock),
@@ -103,8 +93,10 @@ async fn the_key_is_in_no_output_at_trace_level_in_either_format() {
             let (code, output) = (run.code, run.output());
             let context = format!("{name} ({format})");
             assert_no_key(&output, &context);
-            // The run did what the scenario meant: the exposition was printed, and where
-            // the API echoed the key, the log shows where it was blanked out.
+            // The run did what the scenario meant: the key went out with the request, the
+            // exposition was printed, and where the API echoed the key, the log shows where
+            // it was blanked out.
+            assert!(requests_with_key(&mock, KEY).await >= 1, "{context}");
             assert!(output.contains("testsigma_up "), "{context}: {output}");
             if name == "a two-page success" {
                 assert_eq!(code, Some(0), "{context}: {output}");
@@ -121,79 +113,22 @@ async fn the_key_is_in_no_output_at_trace_level_in_either_format() {
 
 #[tokio::test]
 async fn errors_and_debug_output_hold_no_key() {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/users"))
-        .respond_with(
-            ResponseTemplate::new(404)
-                .set_body_json(json!({"message": format!("no such key {KEY}")})),
-        )
-        .mount(&mock)
-        .await;
+    let mock = mock_api(
+        ResponseTemplate::new(404).set_body_json(json!({"message": format!("no such key {KEY}")})),
+    )
+    .await;
     let settings = settings(&base_url(&mock), &[]);
     assert_no_key(&format!("{settings:?}"), "Settings");
-    let poller = Poller::new(&settings, Metrics::new()).expect("poller");
-    assert_no_key(&format!("{poller:?}"), "Poller");
-    let error = poller.poll().await.expect_err("404 fails the poll");
-    assert_no_key(&error.to_string(), "PollError Display");
-    assert_no_key(&format!("{error:?}"), "PollError Debug");
-    assert!(error.to_string().contains("[REDACTED]"), "{error}");
-}
-
-#[tokio::test]
-async fn an_unreadable_key_file_fails_a_poll_and_the_exporter_lives_on() {
-    let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/users"))
-        .and(header("authorization", format!("Bearer {KEY}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("users-documented.json")))
-        .mount(&mock)
-        .await;
-    let dir = std::env::temp_dir().join(format!("testsigma-key-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_file = dir.join("key");
-    let _ = std::fs::remove_file(&key_file);
-    let key_arg = key_file.to_str().unwrap();
-
-    // One poll alone: the error names the file and what to do.
-    let poller = Poller::new(
-        &settings(&base_url(&mock), &["--api-key-file", key_arg]),
-        Metrics::new(),
-    )
-    .expect("poller");
-    let error = poller.poll().await.expect_err("no key file");
-    assert_eq!(error.reason().as_str(), "auth");
-    let message = error.to_string();
-    assert!(
-        message.contains("cannot read the API key file") && message.contains(key_arg),
-        "{message}"
-    );
-
-    // The exporter keeps polling and picks the key up once the file appears.
-    let app = spawn_app(settings(
-        &base_url(&mock),
-        &["--api-key-file", key_arg, "--poll-interval", "100ms"],
-    ))
-    .await;
-    let text = app.wait_polls(2.0).await;
-    assert_eq!(failed_reasons(&text), ["auth"], "{text}");
-    assert_eq!(app.get("/healthz").await.0, 200);
-    std::fs::write(&key_file, format!("  {KEY}\n")).unwrap();
-    let text = app
-        .scrape_until(Duration::from_secs(10), |t| {
-            value(t, "testsigma_up") == Some(1.0)
-        })
-        .await;
-    assert_eq!(value(&text, "testsigma_users"), Some(2.0));
-    assert_no_key(&text, "/metrics");
-    app.stop().await.expect("clean stop");
-    let _ = std::fs::remove_dir_all(&dir);
+    let failed = failed_poll(&settings).await;
+    assert_no_key(&failed.poller, "Poller");
+    assert_no_key(&failed.message, "PollError Display");
+    assert_no_key(&failed.debug, "PollError Debug");
+    assert!(failed.message.contains("[REDACTED]"), "{}", failed.message);
 }
 
 #[tokio::test]
 async fn plain_http_to_a_remote_host_warns_and_to_loopback_does_not() {
-    let mock = MockServer::start().await;
-    mount_users(&mock, fixture("users-documented.json")).await;
+    let mock = mock_api(json_ok(fixture("users-documented.json"))).await;
     let port = mock.address().port();
     // 0.0.0.0 is not a loopback address, yet on Linux a connection to it stays on this
     // machine: the warning is due and no traffic leaves.

@@ -1,14 +1,13 @@
 //! The basic path: one page in the documented shape, counted and served.
 
 use crate::helpers::*;
-use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::{header, query_param};
+use wiremock::MockServer;
 
 #[tokio::test]
 async fn documented_page_is_counted_and_served() {
     let mock = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v1/users"))
+    users_get()
         .and(query_param("page_size", "100"))
         .and(header("authorization", format!("Bearer {KEY}").as_str()))
         .and(header("accept", "application/json"))
@@ -16,7 +15,7 @@ async fn documented_page_is_counted_and_served() {
             "user-agent",
             concat!("testsigma-exporter/", env!("CARGO_PKG_VERSION")),
         ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("users-documented.json")))
+        .respond_with(json_ok(fixture("users-documented.json")))
         .expect(1..)
         .mount(&mock)
         .await;

@@ -12,8 +12,7 @@ use crate::helpers::*;
 
 /// A mock API with one active user, and a directory for the web configuration.
 async fn api() -> (MockServer, tempfile::TempDir) {
-    let mock = MockServer::start().await;
-    mount_users(&mock, page(&[("u1", "active")], json!(null), Some(1))).await;
+    let mock = mock_api(json_ok(page(&[("u1", "active")], json!(null), Some(1)))).await;
     (mock, tempfile::tempdir().expect("temporary directory"))
 }
 
@@ -182,14 +181,12 @@ async fn basic_auth_guards_everything_but_the_probes() {
     let health = get("/healthz", None).await;
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-frame-options"], "deny");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while get("/readyz", None).await.status() != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz never became 200"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(
+        Duration::from_secs(10),
+        "/readyz 200 without credentials",
+        || async { get("/readyz", None).await.status() == 200 },
+    )
+    .await;
     app.stop().await.expect("clean stop");
 }
 
@@ -261,27 +258,22 @@ async fn changed_users_apply_to_the_next_request() {
     app.stop().await.expect("clean stop");
 }
 
-/// Runs the binary with `--web.config.file path`; returns its exit code and stderr.
+/// Runs the binary with `--web.config.file path`, which must exit at once; returns its exit
+/// code and stderr.
 async fn start_binary(path: &Path) -> (Option<i32>, String) {
-    let run = tokio::process::Command::new(exporter_bin())
-        .args([
+    let path = path.to_str().expect("UTF-8 path");
+    let run = run_exporter(
+        &[
             "--demo",
             "--web.listen-address",
             "127.0.0.1:0",
             "--web.config.file",
-        ])
-        .arg(path)
-        .env_remove("TESTSIGMA_EXPORTER_WEB_CONFIG_FILE")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(10), run)
-        .await
-        .expect("the exporter exits at once on a bad web configuration")
-        .expect("run the exporter");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+            path,
+        ],
+        &[],
     )
+    .await;
+    (run.code, run.stderr)
 }
 
 #[tokio::test]

@@ -1,0 +1,133 @@
+//! TLS for `--web.config.file` tests: a throw-away certificate authority, certificates it
+//! issues, HTTPS clients that trust it, and files replaced the way Kubernetes does.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// A throw-away certificate authority for TLS tests.
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+/// A certificate and its key, issued by a [`TestCa`].
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Self { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server certificate for `localhost` and `127.0.0.1`.
+    pub fn server(&self, common_name: &str) -> Issued {
+        self.issue(
+            common_name,
+            vec!["localhost".into(), "127.0.0.1".into()],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate for mutual TLS.
+    pub fn client(&self, common_name: &str) -> Issued {
+        self.issue(
+            common_name,
+            Vec::new(),
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    fn issue(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> Issued {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(names).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.extended_key_usages = vec![usage];
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("issue certificate");
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+
+    /// An HTTPS client that trusts only this CA, sends `identity` if given, opens a new
+    /// connection for every request (so each sees the certificate in force) and records the
+    /// server's certificate (see [`peer_certificate`]).
+    pub fn client_trusting(&self, identity: Option<&Issued>) -> reqwest::Client {
+        self.client_builder(identity).build().expect("HTTPS client")
+    }
+
+    /// [`TestCa::client_trusting`]'s builder, for tests that change more.
+    pub fn client_builder(&self, identity: Option<&Issued>) -> reqwest::ClientBuilder {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.pem().as_bytes()).expect("CA PEM"),
+            )
+            .pool_max_idle_per_host(0)
+            .tls_info(true)
+            .timeout(Duration::from_secs(5));
+        if let Some(issued) = identity {
+            let pem = format!("{}{}", issued.cert_pem, issued.key_pem);
+            builder =
+                builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+        }
+        builder
+    }
+}
+
+impl Issued {
+    /// Writes the certificate and key to `cert` and `key` by rename, as a Kubernetes Secret
+    /// volume or cert-manager replaces them.
+    pub fn install(&self, cert: &Path, key: &Path) {
+        write_atomically(cert, self.cert_pem.as_bytes());
+        write_atomically(key, self.key_pem.as_bytes());
+    }
+}
+
+/// Replaces `path` with `contents` by writing a sibling and renaming it over.
+pub fn write_atomically(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).expect("write temporary file");
+    std::fs::rename(&tmp, path).expect("rename over");
+}
+
+/// The DER of the certificate the server showed, from a client made by
+/// [`TestCa::client_trusting`].
+pub fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("TLS info with the peer certificate")
+        .to_vec()
+}
+
+/// A bcrypt hash of `password`, at the lowest cost to keep tests fast.
+pub fn bcrypt_hash(password: &str) -> String {
+    bcrypt::hash(password, 4).expect("bcrypt hash")
+}
