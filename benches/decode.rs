@@ -76,7 +76,11 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("decode_and_count", |b| {
         b.iter_batched_ref(
-            || Tally::with_capacity(PAGE_SIZE),
+            || {
+                let mut tally = Tally::default();
+                tally.reserve(PAGE_SIZE);
+                tally
+            },
             |tally| {
                 page::decode_each(black_box(one), |user| {
                     let id = user.id.as_ref().map(|t| t.as_str());
@@ -112,7 +116,8 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(USERS as u64));
     g.bench_function("count_100k_ids", |b| {
         b.iter(|| {
-            let mut tally = Tally::with_capacity(USERS);
+            let mut tally = Tally::default();
+            tally.reserve(USERS);
             for (id, status) in &ids {
                 tally.add(Some(id), Some(status));
             }

@@ -119,13 +119,6 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// A tally expecting about `users` users, so that memory is reserved once.
-    pub fn with_capacity(users: usize) -> Self {
-        let mut tally = Self::default();
-        tally.reserve(users);
-        tally
-    }
-
     /// Reserves room for `users` more users (a hint, e.g. the reported total).
     pub fn reserve(&mut self, users: usize) {
         // Bounded so that an inflated total_count cannot claim much memory up front: ids
@@ -160,7 +153,7 @@ impl Tally {
     }
 
     /// Distinct users counted so far.
-    pub fn users(&self) -> u64 {
+    fn users(&self) -> u64 {
         (self.seen.uuids.len() + self.seen.others.len()) as u64 + self.anonymous
     }
 
@@ -334,7 +327,8 @@ mod tests {
 
     #[test]
     fn first_reported_total_is_kept() {
-        let mut tally = Tally::with_capacity(10);
+        let mut tally = Tally::default();
+        tally.reserve(10);
         tally.set_reported(7);
         tally.set_reported(9);
         assert_eq!(tally.finish(20).reported, Some(7));

@@ -1,22 +1,33 @@
 //! testsigma-exporter: a Prometheus exporter for the users of a Testsigma Test Management
 //! account.
 //!
-//! How the parts fit:
+//! Data flows one way, each part knowing only those before it:
 //!
-//! - [`config`] turns the command line and environment into validated [`Settings`].
+//! ```text
+//! config -> api (client) -> census -> metrics -> server
+//!             \___________ poller ___________/
+//! ```
+//!
+//! - [`config`] turns the command line and environment into [`Settings`]: clap parses and
+//!   range-checks each value, [`Cli::into_settings`] resolves the key's source.
 //! - [`api`] is the one client of the Testsigma API: it walks every page of
-//!   `GET {base}/users` with pacing and retries, decoding each page ([`api::page`]) straight
-//!   into a running tally.
-//! - [`census`] is pure counting: de-duplication, status normalisation, the label cap.
-//! - [`poller`] runs a poll on an interval and hands each complete [`census::Census`], or the
-//!   reason it failed, to [`metrics`], which swaps it in all at once.
-//! - [`server`] serves `/metrics`, `/healthz`, `/readyz` and `/` from what was last
-//!   published, never waiting for the poller.
+//!   `GET {base}/users` with pacing and retries, decodes each page ([`api::page`]) and counts
+//!   its users into a [`census::Tally`]. It tells an [`api::Observer`] about each request and
+//!   knows nothing of Prometheus; every error it returns has the key blanked out.
+//! - [`census`] is pure counting: de-duplication, status normalisation and, in
+//!   [`census::Tally::finish`], the label cap.
+//! - [`poller`] loads the key, runs a walk on an interval, finishes the tally into a
+//!   [`census::Census`] and hands it, or the reason the poll failed, to [`metrics`].
+//! - [`metrics`] is the one type holding every collector; it swaps a poll's results in at
+//!   once, observes the client's requests, and keeps the rendered exposition.
+//! - [`server`] binds the listen address and serves `/metrics`, `/healthz`, `/readyz` and `/`
+//!   from what was last published, never waiting for the poller.
 //! - `web` adds TLS, basic auth and response headers from `--web.config.file`, reloading
 //!   the file and its certificates when they change.
 //! - `demo` is a simulated API on loopback for `--demo`.
 //!
-//! [`run`] wires them together until a shutdown signal; [`once`] polls once for `--once`.
+//! [`run`] loads the web configuration and wires the parts together until a shutdown
+//! signal; [`once`] polls once for `--once`.
 
 pub mod api;
 pub mod census;

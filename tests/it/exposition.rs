@@ -11,7 +11,11 @@ async fn scrape_with(
     app: &TestApp,
     accept_encoding: Option<&str>,
 ) -> (Option<String>, String, String) {
-    let http = reqwest::Client::builder().no_gzip().build().unwrap();
+    let http = reqwest::Client::builder()
+        .no_gzip()
+        .timeout(ANSWER_TIMEOUT)
+        .build()
+        .unwrap();
     let mut request = http.get(app.url("/metrics"));
     if let Some(value) = accept_encoding {
         request = request.header("accept-encoding", value);

@@ -17,7 +17,9 @@ fn short_timeouts() -> Limits {
 
 /// A plain scrape on a new connection.
 async fn scrape_status(addr: std::net::SocketAddr) -> u16 {
-    reqwest::get(format!("http://{addr}/metrics"))
+    scraper()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .expect("scrape")
         .status()
@@ -145,7 +147,7 @@ async fn a_trickled_request_body_does_not_hold_the_connection() {
 #[tokio::test]
 async fn a_flood_of_unknown_paths_gets_404s() {
     let (addr, _stop) = spawn_server(Limits::default()).await;
-    let http = reqwest::Client::new();
+    let http = scraper();
     let mut flood = tokio::task::JoinSet::new();
     for worker in 0..20 {
         let http = http.clone();

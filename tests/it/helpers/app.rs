@@ -80,7 +80,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     }));
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        http: scraper(),
         scheme: "http",
         stop: Some(stop),
         task: Some(task),
@@ -109,12 +109,23 @@ pub async fn polled_app(body: Value, args: &[&str]) -> (MockServer, TestApp) {
     (mock, app)
 }
 
+/// How long a test waits for one answer of the exporter, or for it to stop, before failing.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An HTTP client for the exporter, with a deadline on every request.
+pub fn scraper() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(ANSWER_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+}
+
 impl TestApp {
     /// A handle on an exporter someone else runs (e.g. the binary) listening on `addr`.
     pub fn at(addr: SocketAddr) -> Self {
         TestApp {
             addr,
-            http: reqwest::Client::new(),
+            http: scraper(),
             scheme: "http",
             stop: None,
             task: None,
@@ -172,7 +183,11 @@ impl TestApp {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        self.task.take().expect("running").await.expect("run task")
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(ANSWER_TIMEOUT, task)
+            .await
+            .expect("the exporter stops in time")
+            .expect("run task")
     }
 }
 
