@@ -42,7 +42,7 @@ pub struct ClientConfig {
 }
 
 /// What the client tells as it talks to the API, for whoever counts it.
-pub trait Observer {
+pub trait Observer: Send + Sync {
     /// One request was sent: its answer's HTTP status, or `None` when none came back.
     fn request(&self, status: Option<u16>);
     /// The API said how many requests its rate-limit window has left (`x-tms-api-remaining`).
