@@ -5,8 +5,8 @@
 //!
 //! - [`config`] turns the command line and environment into validated [`Settings`].
 //! - [`api`] is the one client of the Testsigma API: it walks every page of
-//!   `GET {base}/users` with pacing and retries, decoding each page ([`api::page`]) straight
-//!   into a running tally.
+//!   `GET {base}/users` with pacing and retries, decoding each page ([`api::page`]) and
+//!   counting its users into a running tally.
 //! - [`census`] is pure counting: de-duplication, status normalisation, the label cap.
 //! - [`poller`] runs a poll on an interval and hands each complete [`census::Census`], or the
 //!   reason it failed, to [`metrics`], which swaps it in all at once.

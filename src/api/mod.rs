@@ -120,23 +120,22 @@ impl Client {
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body).await?;
-            let mut new = 0;
-            let decoded = page::decode_each(&body, |user| {
-                let id = user.id.as_ref().map(|t| t.as_str());
-                let status = user.status.as_ref().map(|t| t.as_str());
-                new += usize::from(tally.add(id, status));
-            });
-            let page = match decoded {
+            let page = match page::decode(&body) {
                 Ok(page) => page,
-                Err(_) => return Err(decode_error(&mut body, key)),
+                Err(e) => return Err(decode_error(&body, &e, key)),
             };
+            let mut new = 0;
+            for user in &page.users {
+                new += usize::from(tally.add(user.id.as_deref(), user.status.as_deref()));
+            }
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);
                 tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
             }
-            debug!(url = %redacted(url.as_str(), key), users = page.users, new, "page");
+            let users = page.users.len();
+            debug!(url = %redacted(url.as_str(), key), users, new, "page");
             let next = walk
-                .next(page.users, new, page.total_count, page.next.as_deref())
+                .next(users, new, page.total_count, page.next.as_deref())
                 .map_err(|e| e.redacted(key))?;
             match next {
                 Some(next) => url = next,
@@ -285,14 +284,14 @@ impl Client {
 
 /// The error for a body that is not a page, its excerpt taken with the key blanked out: the
 /// body is redacted first so that no part of the key survives the excerpt's truncation.
-fn decode_error(body: &mut Vec<u8>, key: &SecretString) -> PollError {
-    redact_bytes(body, key.expose_secret());
-    // Decoded again only for the message: users are dropped as they come, never collected.
-    match page::decode_each(body, |_| {}) {
-        Err(e) => PollError::Decode(e.to_string()).redacted(key),
-        // Only if blanking out the key made the body valid, which it never should.
-        Ok(_) => PollError::Decode("response is not a Testsigma users page".to_owned()),
-    }
+fn decode_error(body: &[u8], error: &serde_json::Error, key: &SecretString) -> PollError {
+    let excerpt = page::excerpt(&redacted(&String::from_utf8_lossy(body), key));
+    // The serde error may quote the body too.
+    let error = error.to_string();
+    PollError::Decode(format!(
+        "response is not a Testsigma users page ({}); body starts with {excerpt}",
+        redacted(&error, key)
+    ))
 }
 
 /// What stands in for the key where the API echoed it.
@@ -372,7 +371,10 @@ fn api_message(body: &[u8]) -> String {
             message: Some(message),
         }) if !message.is_empty() => format!(" (API says: {message:?})"),
         _ if body.is_empty() => String::new(),
-        _ => format!(" (body starts with {})", page::excerpt(body)),
+        _ => format!(
+            " (body starts with {})",
+            page::excerpt(&String::from_utf8_lossy(body))
+        ),
     }
 }
 
@@ -430,10 +432,20 @@ mod tests {
     fn a_decode_excerpt_shows_no_part_of_the_key() {
         // The key straddles the 120-character cut of the excerpt.
         let key = SecretString::from("secret-key-abcdefghij");
-        let mut body =
-            format!("<html>{}secret-key-abcdefghij</html>", "x".repeat(105)).into_bytes();
-        let err = decode_error(&mut body, &key).to_string();
+        let body = format!("<html>{}secret-key-abcdefghij</html>", "x".repeat(105)).into_bytes();
+        let error = page::decode(&body).unwrap_err();
+        let err = decode_error(&body, &error, &key).to_string();
         assert!(!err.contains("secret-key"), "{err}");
         assert!(err.contains("body starts with"), "{err}");
+        // Where the serde error quotes the key, it is blanked out too.
+        let body = br#"{"data": "secret-key-abcdefghij"}"#;
+        let error = page::decode(body).unwrap_err();
+        assert!(error.to_string().contains("secret-key"), "{error}");
+        let err = decode_error(body, &error, &key).to_string();
+        assert!(!err.contains("secret-key"), "{err}");
+        assert!(
+            err.starts_with("response is not a Testsigma users page (invalid type"),
+            "{err}"
+        );
     }
 }
