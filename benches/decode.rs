@@ -66,12 +66,8 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(one.len() as u64));
     g.bench_function("decode", |b| {
         b.iter(|| {
-            let mut n = 0usize;
-            let info = page::decode_each(black_box(one), |user| {
-                n += user.id.is_some() as usize;
-            })
-            .unwrap();
-            black_box((n, info.next.is_some()))
+            let page = page::decode(black_box(one)).unwrap();
+            black_box((page.users.len(), page.next.is_some()))
         })
     });
     g.bench_function("decode_and_count", |b| {
@@ -82,11 +78,11 @@ fn benches(c: &mut Criterion) {
                 tally
             },
             |tally| {
-                page::decode_each(black_box(one), |user| {
-                    let id = user.id.as_ref().map(|t| t.as_str());
-                    tally.add(id, user.status.as_ref().map(|t| t.as_str()));
-                })
-                .unwrap()
+                let page = page::decode(black_box(one)).unwrap();
+                for user in &page.users {
+                    tally.add(user.id.as_deref(), user.status.as_deref());
+                }
+                page.total_count
             },
             BatchSize::SmallInput,
         )
@@ -96,19 +92,17 @@ fn benches(c: &mut Criterion) {
     let ids: Vec<(String, &str)> = pages
         .iter()
         .flat_map(|body| {
-            let mut users = Vec::new();
-            page::decode_each(body, |u| {
-                users.push((
-                    u.id.unwrap().as_str().to_owned(),
-                    if u.status.as_ref().is_some_and(|s| s.as_str() == "active") {
-                        "active"
-                    } else {
-                        "inactive"
-                    },
-                ))
-            })
-            .unwrap();
-            users
+            let page = page::decode(body).unwrap();
+            page.users
+                .into_iter()
+                .map(|u| {
+                    let active = u.status.as_deref() == Some("active");
+                    (
+                        u.id.unwrap().into_owned(),
+                        if active { "active" } else { "inactive" },
+                    )
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     let mut g = c.benchmark_group("poll");
@@ -128,12 +122,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let mut tally = Tally::default();
             for body in &pages {
-                let info = page::decode_each(body, |user| {
-                    let id = user.id.as_ref().map(|t| t.as_str());
-                    tally.add(id, user.status.as_ref().map(|t| t.as_str()));
-                })
-                .unwrap();
-                if let Some(total) = info.total_count {
+                let page = page::decode(body).unwrap();
+                for user in &page.users {
+                    tally.add(user.id.as_deref(), user.status.as_deref());
+                }
+                if let Some(total) = page.total_count {
                     tally.reserve(total as usize);
                 }
             }

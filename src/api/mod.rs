@@ -143,9 +143,7 @@ impl Client {
             let page = page::decode(&body).map_err(|e| decode_error(&e, &body, key))?;
             let mut new = 0;
             for user in &page.users {
-                let id = user.id.as_ref().map(|t| t.as_str());
-                let status = user.status.as_ref().map(|t| t.as_str());
-                new += usize::from(tally.add(id, status));
+                new += usize::from(tally.add(user.id.as_deref(), user.status.as_deref()));
             }
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);
@@ -303,9 +301,10 @@ impl Client {
 }
 
 /// The error for a body that is not a page, with an excerpt of it.
-fn decode_error(e: &impl std::fmt::Display, body: &[u8], key: &SecretString) -> PollError {
+fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollError {
     PollError::Decode(format!(
-        "response is not a Testsigma users page ({e}); body starts with {}",
+        "response is not a Testsigma users page ({}); body starts with {}",
+        redact(&e.to_string(), key),
         excerpt(body, key)
     ))
 }
@@ -330,7 +329,7 @@ fn excerpt(body: &[u8], key: &SecretString) -> String {
     // An excerpt shows at most 120 characters of up to 4 bytes: past that and a key's
     // length, nothing more can show.
     let head = &body[..body.len().min(121 * 4 + key.expose_secret().len())];
-    page::excerpt(redact(&String::from_utf8_lossy(head), key).as_bytes())
+    page::excerpt(&redact(&String::from_utf8_lossy(head), key))
 }
 
 fn transport_failure(e: &reqwest::Error) -> Failure {
@@ -443,5 +442,15 @@ mod tests {
         assert_eq!(said, " (API says: \"bad key [REDACTED]\")");
         let long = format!("{}secret-key-abcdefghij", "y".repeat(10_000));
         assert!(!api_message(long.as_bytes(), &key).contains("secret"));
+        // Where serde's error quotes the key, it is blanked out too.
+        let body = br#"{"data": "secret-key-abcdefghij"}"#;
+        let error = page::decode(body).unwrap_err();
+        assert!(error.to_string().contains("secret-key"), "{error}");
+        let err = decode_error(&error, body, &key).to_string();
+        assert!(!err.contains("secret-key"), "{err}");
+        assert!(
+            err.starts_with("response is not a Testsigma users page (invalid type"),
+            "{err}"
+        );
     }
 }

@@ -2,16 +2,14 @@
 //!
 //! Only `data[].id`, `data[].status`, `page_info.next` and `page_info.total_count` are read;
 //! strings borrow from the body where they can and everything else is skipped unparsed.
-//! Tolerated shapes: `data` as an array or as `{"users": [...]}`, `page_info` absent, `next`
-//! empty, null or absent, ids as strings or numbers.
+//! Tolerated shapes: `data` as an array or as `{"users": [...]}`, `page_info` absent or null,
+//! `next` empty, null or absent, ids as strings or integers.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-/// One decoded page, its users collected (see [`decode_each`] for the streaming form).
+/// One decoded page.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Page<'a> {
     pub users: Vec<User<'a>>,
@@ -20,159 +18,95 @@ pub struct Page<'a> {
     pub total_count: Option<u64>,
 }
 
-/// What a page says besides its users.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PageInfo<'a> {
-    /// Users on the page.
-    pub users: usize,
-    /// The next page: a URL, a path or an opaque cursor; `None` when the walk is over.
-    pub next: Option<Cow<'a, str>>,
-    pub total_count: Option<u64>,
-}
-
-/// The fields of a user that are counted.
+/// The fields of a user that are counted: borrowed from the body when they have no escapes,
+/// integers taken as their text.
 #[derive(Debug, PartialEq, Eq, Deserialize)]
 pub struct User<'a> {
-    #[serde(default, borrow)]
-    pub id: Option<Text<'a>>,
-    #[serde(default, borrow)]
-    pub status: Option<Text<'a>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "text")]
+    pub status: Option<Cow<'a, str>>,
 }
 
-/// A string borrowed from the body when it has no escapes; numbers are taken as their text.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl Text<'_> {
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// Decodes a page. `data` is read as a bare array first, the documented shape, in one pass
+/// over the body; if that fails, as `{"users": [...]}`. When neither fits, the error is the
+/// one of the attempt that got further into the body: the shape the body was meant to have.
+pub fn decode(body: &[u8]) -> Result<Page<'_>, serde_json::Error> {
+    let bare = match serde_json::from_slice::<RawPage<Vec<User>>>(body) {
+        Ok(raw) => return Ok(page(raw.data, raw.page_info)),
+        Err(e) => e,
+    };
+    match serde_json::from_slice::<RawPage<Wrapped>>(body) {
+        Ok(raw) => Ok(page(raw.data.users, raw.page_info)),
+        Err(e) if (e.line(), e.column()) > (bare.line(), bare.column()) => Err(e),
+        Err(_) => Err(bare),
     }
 }
 
-/// Why a body is not a page.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(String);
-
-/// Decodes a page, collecting its users. The error says what was wrong, never more than a
-/// short excerpt of the body.
-pub fn decode(body: &[u8]) -> Result<Page<'_>, DecodeError> {
-    let mut users = Vec::new();
-    let info = decode_each(body, |user| users.push(user))?;
-    Ok(Page {
-        users,
-        next: info.next,
-        total_count: info.total_count,
-    })
-}
-
-/// Decodes a page, handing each user to `each` as it is read, so no list of a page's users
-/// is ever built. On an error some users may already have been handed over.
-pub fn decode_each<'a>(
-    body: &'a [u8],
-    each: impl FnMut(User<'a>),
-) -> Result<PageInfo<'a>, DecodeError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let raw = RawPage { each }
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|()| raw))
-        .map_err(|e| {
-            DecodeError(format!(
-                "response is not a Testsigma users page ({e}); body starts with {}",
-                excerpt(body)
-            ))
-        })?;
-    let Some(users) = raw.users else {
-        return Err(DecodeError(format!(
-            "response has no \"data\" list of users; body starts with {}",
-            excerpt(body)
-        )));
-    };
-    let next = raw.next.map(|t| t.0).filter(|next| !next.trim().is_empty());
-    Ok(PageInfo {
-        users,
-        next,
-        total_count: raw.total_count,
-    })
-}
-
-/// At most 120 characters of a body, on one line, for log messages.
-pub fn excerpt(body: &[u8]) -> String {
+/// At most 120 characters of a text, on one line, quoted, for log messages.
+pub fn excerpt(text: &str) -> String {
     const MAX: usize = 120;
-    let text = String::from_utf8_lossy(&body[..body.len().min(MAX * 4)]);
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+    let mut chars = text.chars();
+    let mut out: String = chars
+        .by_ref()
         .take(MAX)
+        .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if text.chars().count() > MAX || body.len() > MAX * 4 {
+    if chars.next().is_some() {
         out.push('…');
     }
     format!("{out:?}")
 }
 
-/// The top level of a page: `data` goes user by user to `each`; `page_info` is read;
-/// anything else is skipped unparsed.
-struct RawPage<F> {
-    each: F,
+/// The top level of a page, `data` being `Vec<User>` or [`Wrapped`]; other keys are skipped.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
+struct RawPage<'a, D> {
+    data: D,
+    #[serde(default, borrow)]
+    page_info: Option<PageInfo<'a>>,
 }
 
-/// What [`RawPage`] found.
-struct Found<'a> {
-    users: Option<usize>,
-    next: Option<Text<'a>>,
-    total_count: Option<u64>,
-}
-
-impl<'de, F: FnMut(User<'de>)> DeserializeSeed<'de> for RawPage<F> {
-    type Value = Found<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, F: FnMut(User<'de>)> Visitor<'de> for RawPage<F> {
-    type Value = Found<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object with \"data\" and \"page_info\"")
-    }
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = Found {
-            users: None,
-            next: None,
-            total_count: None,
-        };
-        let mut info_seen = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "data" if found.users.is_some() => return Err(de::Error::duplicate_field("data")),
-                "data" => {
-                    let users = map.next_value_seed(Users(&mut self.each))?;
-                    found.users = Some(users);
-                }
-                "page_info" if info_seen => return Err(de::Error::duplicate_field("page_info")),
-                "page_info" => {
-                    info_seen = true;
-                    if let Some(info) = map.next_value::<Option<RawPageInfo<'de>>>()? {
-                        found.next = info.next;
-                        found.total_count = info.total_count;
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(found)
-    }
+#[derive(Deserialize)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    users: Vec<User<'a>>,
 }
 
 #[derive(Default, Deserialize)]
-struct RawPageInfo<'a> {
-    #[serde(default, borrow)]
-    next: Option<Text<'a>>,
+struct PageInfo<'a> {
+    #[serde(default, borrow, deserialize_with = "text")]
+    next: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient_count")]
     total_count: Option<u64>,
+}
+
+fn page<'a>(users: Vec<User<'a>>, info: Option<PageInfo<'a>>) -> Page<'a> {
+    let info = info.unwrap_or_default();
+    Page {
+        users,
+        next: info.next.filter(|next| !next.trim().is_empty()),
+        total_count: info.total_count,
+    }
+}
+
+/// A string or an integer. A `Cow` field of its own, so that serde borrows it (it does not
+/// inside an `Option`).
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "expected a string or an integer")]
+enum Text<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    U64(u64),
+    I64(i64),
+}
+
+/// An optional [`Text`], as its text.
+fn text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Text>::deserialize(d)?.map(|text| match text {
+        Text::Str(s) => s,
+        Text::U64(n) => Cow::Owned(n.to_string()),
+        Text::I64(n) => Cow::Owned(n.to_string()),
+    }))
 }
 
 /// `total_count` is only a hint (reported as is, and a bound on pages): take it as a whole
@@ -190,68 +124,6 @@ fn lenient_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
     })
 }
 
-/// `data`: a bare array of users, or an object holding it under `users`; each user goes to
-/// the function as it is read, and the value is how many there were.
-struct Users<'f, F>(&'f mut F);
-
-impl<'de, F: FnMut(User<'de>)> DeserializeSeed<'de> for Users<'_, F> {
-    type Value = usize;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, F: FnMut(User<'de>)> Visitor<'de> for Users<'_, F> {
-    type Value = usize;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of users or an object with a \"users\" array")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut n = 0;
-        while let Some(user) = seq.next_element()? {
-            (self.0)(user);
-            n += 1;
-        }
-        Ok(n)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == "users" && found.is_none() {
-                found = Some(map.next_value_seed(Users(&mut *self.0))?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        found.ok_or_else(|| de::Error::missing_field("users"))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,7 +137,7 @@ mod tests {
         page.users
             .iter()
             .map(|u| {
-                let s = |t: &Option<Text<'_>>| t.as_ref().map_or("-", |t| t.as_str()).to_owned();
+                let s = |t: &Option<Cow<'_, str>>| t.as_deref().unwrap_or("-").to_owned();
                 (s(&u.id), s(&u.status))
             })
             .collect()
@@ -310,7 +182,8 @@ mod tests {
         assert_eq!(page.next, None);
         assert_eq!(page.total_count, Some(2));
         // Plain strings are borrowed from the body, not copied.
-        assert!(matches!(page.users[0].id, Some(Text(Cow::Borrowed(_)))));
+        assert!(matches!(page.users[0].id, Some(Cow::Borrowed(_))));
+        assert!(matches!(page.users[0].status, Some(Cow::Borrowed(_))));
     }
 
     #[test]
@@ -318,12 +191,13 @@ mod tests {
         let body = fixture("users-cursor-page.json");
         let page = decode(&body).unwrap();
         assert_eq!(page.users.len(), 2);
-        assert_eq!(page.users[1].status.as_ref().unwrap().as_str(), "INVITED");
+        assert_eq!(page.users[1].status.as_deref(), Some("INVITED"));
         assert!(page
             .next
             .as_deref()
             .unwrap()
             .starts_with("W3siZmllbGQiOiAidXNlcnMu"));
+        assert!(matches!(page.next, Some(Cow::Borrowed(_))));
         assert_eq!(page.total_count, Some(5));
     }
 
@@ -341,38 +215,82 @@ mod tests {
         let page = decode(&body).unwrap();
         assert_eq!(summary(&page)[1].1, "inactive");
         assert_eq!(page.next, None);
+        assert!(matches!(page.users[0].id, Some(Cow::Borrowed(_))));
     }
 
     #[test]
     fn odd_but_valid_fields() {
-        let body = br#"{"data":[{"id":7,"status":null},{"id":"a\"b"},{"status":"x"}],
-                        "page_info":{"next":"  "}}"#;
+        let body = br#"{"data":[{"id":7,"status":null},{"id":"a\"b"},{"status":"x"},{"id":-3}],
+                        "page_info":{"next":"  "}, "extra": {"data": 1}}"#;
         let page = decode(body).unwrap();
         assert_eq!(
             summary(&page),
             [
                 ("7".into(), "-".into()),
                 ("a\"b".into(), "-".into()),
-                ("-".into(), "x".into())
+                ("-".into(), "x".into()),
+                ("-3".into(), "-".into())
             ]
         );
         assert_eq!(page.next, None);
+        for body in [
+            r#"{"data": [], "page_info": null}"#,
+            r#"{"data": [], "page_info": {}}"#,
+            r#"{"page_info": {"next": null}, "data": {"users": [], "total": 1}}"#,
+        ] {
+            let page = decode(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!((page.users.len(), page.next), (0, None), "{body}");
+        }
+        let page = decode(br#"{"data": [], "page_info": {"next": 3}}"#).unwrap();
+        assert_eq!(page.next.as_deref(), Some("3"));
     }
 
     #[test]
-    fn error_bodies_are_decode_errors_with_an_excerpt() {
-        for body in [
-            fixture("error-401.json"),
-            fixture("error-rate-limit-500.json"),
-            b"<html><body>502 Bad Gateway</body></html>".to_vec(),
-            b"{\"data\": {\"projects\": []}}".to_vec(),
-            b"{\"data\": [1, 2]}".to_vec(),
-            b"".to_vec(),
+    fn what_is_not_a_page() {
+        for (body, error) in [
+            (fixture("error-401.json"), "missing field `data`"),
+            (fixture("error-rate-limit-500.json"), "missing field `data`"),
+            (b"<html><body>502</body></html>".to_vec(), "expected value"),
+            (
+                b"{\"data\": {\"projects\": []}}".to_vec(),
+                "missing field `users`",
+            ),
+            (b"{\"data\": [1, 2]}".to_vec(), "expected struct User"),
+            // The wrapped shape's own error, not that `data` is not an array.
+            (
+                b"{\"data\": {\"users\": [{\"id\": true}]}}".to_vec(),
+                "expected a string or an integer",
+            ),
+            (b"{\"data\": 5}".to_vec(), "expected a sequence"),
+            (b"{\"data\": [{\"id\": 1.5}]}".to_vec(), "expected a string"),
+            (
+                b"{\"data\": [], \"data\": []}".to_vec(),
+                "duplicate field `data`",
+            ),
+            (
+                b"{\"data\": [], \"page_info\": {}, \"page_info\": {}}".to_vec(),
+                "duplicate field `page_info`",
+            ),
+            (b"{\"data\": []} x".to_vec(), "trailing characters"),
+            (
+                b"{\"data\": [], \"page_info\": 5}".to_vec(),
+                "expected struct PageInfo",
+            ),
+            (b"".to_vec(), "EOF"),
         ] {
             let err = decode(&body).unwrap_err().to_string();
-            assert!(err.contains("body starts with"), "{err}");
+            assert!(err.contains(error), "{err}");
         }
-        let err = decode(&[b'x'; 10_000]).unwrap_err().to_string();
-        assert!(err.len() < 400, "excerpt is bounded: {err}");
+    }
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(excerpt("a\nb\"c"), r#""a b\"c""#);
+        assert_eq!(excerpt(&"é".repeat(120)), format!("{:?}", "é".repeat(120)));
+        assert_eq!(
+            excerpt(&"é".repeat(121)),
+            format!("{:?}", "é".repeat(120) + "…")
+        );
+        assert!(excerpt(&"x".repeat(10_000)).len() < 130);
     }
 }

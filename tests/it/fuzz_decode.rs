@@ -143,8 +143,8 @@ proptest! {
             .iter()
             .map(|u| {
                 (
-                    u.id.as_ref().map(|t| t.as_str().to_owned()),
-                    u.status.as_ref().map(|t| t.as_str().to_owned()),
+                    u.id.as_deref().map(str::to_owned),
+                    u.status.as_deref().map(str::to_owned),
                 )
             })
             .collect();
