@@ -20,6 +20,8 @@
 #   --duration S    seconds of each wrk run (default 10)
 #   --no-build      use target/release/testsigma-exporter as it is
 #   --bin PATH      measure this exporter binary instead (implies --no-build)
+#   --compare PATH  also poll with this other build, interleaved with the first in every
+#                   run, and report the CPU of the two side by side (before/after a change)
 # Needs nginx, wrk, curl, python3 with prometheus_client and requests; installs what is
 # missing with apt-get and pip when run as root.
 set -euo pipefail
@@ -30,6 +32,7 @@ BIG_USERS=1000000
 DURATION=10
 BUILD=1
 BIN=
+CMP=
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -38,6 +41,7 @@ while [[ $# -gt 0 ]]; do
     --duration) DURATION=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --bin) BIN=$(realpath "$2"); BUILD=0; shift 2 ;;
+    --compare) CMP=$(realpath "$2"); shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -172,6 +176,10 @@ for ((i = 1; i <= RUNS; i++)); do
     measure curl curl -sf --config "$WORK/curl-small.cfg"
     measure exporter "$BIN" --once --base-url "$SMALL/api/v1" --max-request-rate 0 --log.level warn
     check_users "$USERS"
+    if [[ -n $CMP ]]; then
+        measure compared "$CMP" --once --base-url "$SMALL/api/v1" --max-request-rate 0 --log.level warn
+        check_users "$USERS"
+    fi
     measure python "$BASELINE_PY" "$BENCH/baseline_exporter.py" "$SMALL/api/v1" --once
     check_users "$USERS"
 done
@@ -180,6 +188,10 @@ for ((i = 1; i <= RUNS; i++)); do
     measure curl_big curl -sf --config "$WORK/curl-big.cfg"
     measure exporter_big "$BIN" --once --base-url "$BIG/api/v1" --max-request-rate 0 --log.level warn
     check_users "$BIG_USERS"
+    if [[ -n $CMP ]]; then
+        measure compared_big "$CMP" --once --base-url "$BIG/api/v1" --max-request-rate 0 --log.level warn
+        check_users "$BIG_USERS"
+    fi
 done
 
 # --- 2. serving: throughput, latency, idle RSS --------------------------------------------
@@ -283,6 +295,11 @@ rows = [
     ("release binary size", f"{m['binary.size'] / 2**20:.2f} MiB", "", None, "<= 10 MiB",
      m['binary.size'] <= 10 * 2**20),
 ]
+if "compared.cpu" in m:
+    for key, n in (("", users), ("_big", big)):
+        ours, other = m[f"exporter{key}.cpu"], m[f"compared{key}.cpu"]
+        rows.append((f"CPU of a --once poll, {n} users, against --compare", f"{ours:.3f} s",
+                     f"compared {other:.3f} s", ours / other, "", None))
 print(f"\nMedians of {runs} runs\n")
 print("| measure | exporter | reference | ratio | target | met |")
 print("| --- | --- | --- | --- | --- | --- |")

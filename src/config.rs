@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::RangedU64ValueParser;
 use clap::{CommandFactory, Parser, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
@@ -76,7 +75,7 @@ pub struct Cli {
         env = "TESTSIGMA_PAGE_SIZE",
         value_name = "N",
         default_value = "100",
-        value_parser = clap::value_parser!(u32).range(1..=1000)
+        value_parser = whole::<u32, 1, 1000>
     )]
     pub page_size: u32,
 
@@ -96,7 +95,7 @@ pub struct Cli {
         env = "TESTSIGMA_MAX_RETRIES",
         value_name = "N",
         default_value = "3",
-        value_parser = clap::value_parser!(u32).range(0..=100)
+        value_parser = whole::<u32, 0, 100>
     )]
     pub max_retries: u32,
 
@@ -116,7 +115,7 @@ pub struct Cli {
         env = "TESTSIGMA_MAX_STATUSES",
         value_name = "N",
         default_value = "20",
-        value_parser = RangedU64ValueParser::<usize>::new().range(3..=10_000)
+        value_parser = whole::<usize, 3, 10_000>
     )]
     pub max_statuses: usize,
 
@@ -199,7 +198,8 @@ pub struct Settings {
     /// Requests per second; `None` means no limit.
     pub max_request_rate: Option<f64>,
     pub max_statuses: usize,
-    /// `--web.config.file`, loaded (and checked) when the server starts; `None`: plain HTTP.
+    /// `--web.config.file`, loaded and checked by [`crate::run`] (and [`crate::once`]);
+    /// `None`: plain HTTP.
     pub web_config_file: Option<PathBuf>,
     pub once: bool,
     pub demo: bool,
@@ -262,6 +262,13 @@ impl Cli {
                     "no API key: set TESTSIGMA_API_KEY or pass --api-key-file PATH (or try --demo)",
                 )),
             };
+        // Checked here rather than by the value parser, whose error would show the value.
+        if !self.base_url.username().is_empty() || self.base_url.password().is_some() {
+            return Err(ConfigError::new(
+                "base_url",
+                "must not carry credentials; the key comes from TESTSIGMA_API_KEY or --api-key-file",
+            ));
+        }
         Ok(Settings {
             key,
             base_url: self.base_url,
@@ -292,12 +299,6 @@ fn base_url(raw: &str) -> Result<Url, String> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must have no query or fragment".to_owned());
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "must not carry credentials; the key comes from TESTSIGMA_API_KEY or --api-key-file"
-                .to_owned(),
-        );
     }
     Ok(url)
 }
@@ -332,6 +333,16 @@ fn duration(raw: &str) -> Result<Duration, String> {
         return Err("is more than 24h".to_owned());
     }
     Ok(d)
+}
+
+/// A whole number from `MIN` to `MAX`, spaces around it allowed (as a variable may have).
+fn whole<T: TryFrom<u64>, const MIN: u64, const MAX: u64>(raw: &str) -> Result<T, String> {
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (MIN..=MAX).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("must be a whole number from {MIN} to {MAX}"))
 }
 
 fn request_rate(raw: &str) -> Result<f64, String> {
@@ -437,12 +448,6 @@ mod tests {
                 "http:// or https://",
             ),
             (
-                &["--base-url", "https://u:p@x/api"],
-                "--base-url",
-                "TESTSIGMA_BASE_URL",
-                "credentials",
-            ),
-            (
                 &["--base-url", "https://x/api?a=1"],
                 "--base-url",
                 "TESTSIGMA_BASE_URL",
@@ -452,25 +457,25 @@ mod tests {
                 &["--page-size", "0"],
                 "--page-size",
                 "TESTSIGMA_PAGE_SIZE",
-                "1..=1000",
+                "whole number from 1 to 1000",
             ),
             (
                 &["--page-size", "1001"],
                 "--page-size",
                 "TESTSIGMA_PAGE_SIZE",
-                "1..=1000",
+                "whole number from 1 to 1000",
             ),
             (
                 &["--page-size", "many"],
                 "--page-size",
                 "TESTSIGMA_PAGE_SIZE",
-                "invalid digit",
+                "whole number from 1 to 1000",
             ),
             (
                 &["--max-retries", "101"],
                 "--max-retries",
                 "TESTSIGMA_MAX_RETRIES",
-                "0..=100",
+                "whole number from 0 to 100",
             ),
             (
                 &["--max-request-rate", "-1"],
@@ -488,7 +493,7 @@ mod tests {
                 &["--max-statuses", "2"],
                 "--max-statuses",
                 "TESTSIGMA_MAX_STATUSES",
-                "3..=10000",
+                "whole number from 3 to 10000",
             ),
             (
                 &["--request-timeout", "0s"],
@@ -555,6 +560,16 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_the_base_url_are_refused_without_being_shown() {
+        let msg = settings(&["--base-url", "https://user:s3cret@x/api"]).unwrap_err();
+        assert_eq!(
+            msg,
+            "--base-url (env TESTSIGMA_BASE_URL): must not carry credentials; the key comes \
+             from TESTSIGMA_API_KEY or --api-key-file"
+        );
+    }
+
+    #[test]
     fn missing_key_names_both_sources() {
         let msg = cli(&[])
             .unwrap()
@@ -597,6 +612,8 @@ mod tests {
     #[test]
     fn values_are_parsed_by_clap() {
         let s = settings(&[
+            "--page-size",
+            " 50\n",
             "--max-request-rate",
             "0",
             "--poll-interval",
@@ -607,6 +624,7 @@ mod tests {
             "3",
         ])
         .unwrap();
+        assert_eq!(s.page_size, 50, "spaces around a number are allowed");
         assert_eq!(s.max_request_rate, None, "0 means unlimited");
         assert_eq!(s.poll_interval, Duration::from_secs(300));
         assert_eq!(s.base_url.as_str(), "http://127.0.0.1:1/api/v1");

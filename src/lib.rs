@@ -1,12 +1,16 @@
 //! testsigma-exporter: a Prometheus exporter for the users of a Testsigma Test Management
 //! account.
 //!
-//! Data flows one way, each part knowing only those before it:
+//! Data flows one way, and no module imports one that imports it back:
 //!
 //! ```text
 //! config -> api (client) -> census -> metrics -> server
 //!             \___________ poller ___________/
 //! ```
+//!
+//! `census` uses nothing of the crate; `api` uses only `census`; `metrics` knows the client
+//! only through [`api::Observer`] and [`api::Reason`]; `poller` joins the client to the
+//! metrics; `server` reads the metrics and the web configuration.
 //!
 //! - [`config`] turns the command line and environment into [`Settings`]: clap parses and
 //!   range-checks each value, [`Cli::into_settings`] resolves the key's source.
@@ -54,18 +58,13 @@ use web::WebConfig;
 
 /// Runs the exporter on `listener` until `shutdown` completes: polls in the background and
 /// serves the results. Returns once the server and the poller have stopped. A web
-/// configuration that cannot be used is a [`config::ConfigError`].
+/// configuration that cannot be used is a [`ConfigError`] (as it is for [`once`]).
 pub async fn run(
     settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let web = match &settings.web_config_file {
-        Some(path) => Some(Arc::new(
-            WebConfig::load(path).map_err(ConfigError::web_config)?,
-        )),
-        None => None,
-    };
+    let web = load_web_config(&settings)?.map(Arc::new);
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -160,6 +159,8 @@ fn lower_thread_priority() {
 /// Polls once; returns whether the poll succeeded and the exposition without `process_*`
 /// (which would clash with node_exporter's own when used with its textfile collector).
 pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
+    // Not served, but a file that would not load is a mistake to report all the same.
+    load_web_config(&settings)?;
     let (_stop, stopped) = watch::channel(false);
     let settings = api_target(settings, stopped).await?;
     let metrics = Metrics::new();
@@ -167,6 +168,15 @@ pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
         Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
     let ok = poller.poll().await.is_ok();
     Ok((ok, metrics.encode(false)))
+}
+
+/// `--web.config.file`, loaded and checked, if given.
+fn load_web_config(settings: &Settings) -> Result<Option<WebConfig>, ConfigError> {
+    settings
+        .web_config_file
+        .as_deref()
+        .map(|path| WebConfig::load(path).map_err(ConfigError::web_config))
+        .transpose()
 }
 
 /// The settings pointed at the API to poll: with `--demo`, the simulated one, started here

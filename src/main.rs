@@ -45,7 +45,7 @@ fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
-                Err(e) => runtime_error(&e),
+                Err(e) => failure(&e),
             };
         }
         let listener = match server::bind(&settings.listen_address).await {
@@ -54,10 +54,7 @@ fn main() -> ExitCode {
         };
         match testsigma_exporter::run(settings, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => match e.downcast_ref::<ConfigError>() {
-                Some(e) => config_error(e),
-                None => runtime_error(&e),
-            },
+            Err(e) => failure(&e),
         }
     })
 }
@@ -81,7 +78,11 @@ fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn runtime_error(e: &anyhow::Error) -> ExitCode {
+/// Exit 2 for a configuration mistake found while starting, 1 for anything else.
+fn failure(e: &anyhow::Error) -> ExitCode {
+    if let Some(e) = e.downcast_ref::<ConfigError>() {
+        return config_error(e);
+    }
     eprintln!("testsigma-exporter: {e:#}");
     ExitCode::FAILURE
 }

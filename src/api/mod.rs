@@ -302,9 +302,11 @@ impl Client {
 
 /// The error for a body that is not a page, with an excerpt of it.
 fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollError {
+    // serde quotes the offending value whole, which may be a megabyte (or the key): blanked
+    // out before it is cut.
+    let detail: String = redact(&e.to_string(), key).chars().take(200).collect();
     PollError::Decode(format!(
-        "response is not a Testsigma users page ({}); body starts with {}",
-        redact(&e.to_string(), key),
+        "response is not a Testsigma users page ({detail}); body starts with {}",
         excerpt(body, key)
     ))
 }
@@ -326,9 +328,10 @@ fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
 /// The start of a body for a log line, blanked out before it is cut, so that no part of a
 /// key at the cut survives.
 fn excerpt(body: &[u8], key: &SecretString) -> String {
-    // An excerpt shows at most 120 characters of up to 4 bytes: past that and a key's
-    // length, nothing more can show.
-    let head = &body[..body.len().min(121 * 4 + key.expose_secret().len())];
+    // An excerpt shows so many characters of up to 4 bytes, and tells whether more came:
+    // past that and a key's length, nothing more can show.
+    let shown = (page::EXCERPT_CHARS + 1) * 4;
+    let head = &body[..body.len().min(shown + key.expose_secret().len())];
     page::excerpt(&redact(&String::from_utf8_lossy(head), key))
 }
 

@@ -3,7 +3,7 @@
 //! Only `data[].id`, `data[].status`, `page_info.next` and `page_info.total_count` are read;
 //! strings borrow from the body where they can and everything else is skipped unparsed.
 //! Tolerated shapes: `data` as an array or as `{"users": [...]}`, `page_info` absent or null,
-//! `next` empty, null or absent, ids as strings or integers.
+//! `next` empty, null or absent; ids, statuses and `next` as strings or integers.
 
 use std::borrow::Cow;
 
@@ -32,6 +32,12 @@ pub struct User<'a> {
 /// over the body; if that fails, as `{"users": [...]}`. When neither fits, the error is the
 /// one of the attempt that got further into the body: the shape the body was meant to have.
 pub fn decode(body: &[u8]) -> Result<Page<'_>, serde_json::Error> {
+    // Derived structs would also take a JSON array, field by field; a page is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(serde::de::Error::custom(
+            "invalid type: sequence, expected a page object",
+        ));
+    }
     let bare = match serde_json::from_slice::<RawPage<Vec<User>>>(body) {
         Ok(raw) => return Ok(page(raw.data, raw.page_info)),
         Err(e) => e,
@@ -43,13 +49,15 @@ pub fn decode(body: &[u8]) -> Result<Page<'_>, serde_json::Error> {
     }
 }
 
-/// At most 120 characters of a text, on one line, quoted, for log messages.
+/// Characters an [`excerpt`] shows at most.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// At most [`EXCERPT_CHARS`] characters of a text, on one line, quoted, for log messages.
 pub fn excerpt(text: &str) -> String {
-    const MAX: usize = 120;
     let mut chars = text.chars();
     let mut out: String = chars
         .by_ref()
-        .take(MAX)
+        .take(EXCERPT_CHARS)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     if chars.next().is_some() {
@@ -251,6 +259,12 @@ mod tests {
             (fixture("error-401.json"), "missing field `data`"),
             (fixture("error-rate-limit-500.json"), "missing field `data`"),
             (b"<html><body>502</body></html>".to_vec(), "expected value"),
+            // An array is no page, even one whose items would fill a page's fields.
+            (b" [[]]".to_vec(), "expected a page object"),
+            (
+                b"[[{\"id\": \"a\"}], {\"next\": \"x\"}]".to_vec(),
+                "expected a page object",
+            ),
             (
                 b"{\"data\": {\"projects\": []}}".to_vec(),
                 "missing field `users`",

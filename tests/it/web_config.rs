@@ -306,4 +306,21 @@ async fn bad_files_are_refused_at_start_up() {
     let (code, stderr) = start_binary(&dir.path().join("absent.yml")).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("absent.yml: cannot read"), "{stderr}");
+    // `--once` serves nothing, but a file that would not load is reported all the same.
+    let absent = dir.path().join("absent.yml");
+    let run = run_exporter(
+        &[
+            "--demo",
+            "--once",
+            "--web.config.file",
+            absent.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stdout.is_empty() && run.stderr.contains("absent.yml: cannot read"),
+        "{run:?}"
+    );
 }
