@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 
 /// One decoded page.
@@ -98,23 +99,33 @@ fn page<'a>(users: Vec<User<'a>>, info: Option<PageInfo<'a>>) -> Page<'a> {
     }
 }
 
-/// A string or an integer. A `Cow` field of its own, so that serde borrows it (it does not
-/// inside an `Option`).
-#[derive(Deserialize)]
-#[serde(untagged, expecting = "expected a string or an integer")]
-enum Text<'a> {
-    Str(#[serde(borrow)] Cow<'a, str>),
-    U64(u64),
-    I64(i64),
-}
-
-/// An optional [`Text`], as its text.
+/// An optional string or integer, as its text: strings without escapes borrowed from the
+/// body. A visitor rather than an untagged enum, which would buffer every value first: this
+/// runs twice for each user of a poll.
 fn text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
-    Ok(Option::<Text>::deserialize(d)?.map(|text| match text {
-        Text::Str(s) => s,
-        Text::U64(n) => Cow::Owned(n.to_string()),
-        Text::I64(n) => Cow::Owned(n.to_string()),
-    }))
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or an integer")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Text)
 }
 
 /// `total_count` is only a hint (reported as is, and a bound on pages): take it as a whole
