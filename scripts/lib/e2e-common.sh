@@ -126,7 +126,8 @@ apt_install_missing() {
     [ "$(id -u)" = 0 ] || die "missing ${need[*]}: run as root, or install them first"
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     echo "    apt-get install ${need[*]}"
-    timeout 600 apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
+    # Another install may hold dpkg's lock for a while (a machine's own updates): wait for it.
+    timeout 600 apt-get -o DPkg::Lock::Timeout=300 update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
         "${need[@]}" >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log"; die "apt-get install failed"; }
 }
