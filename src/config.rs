@@ -15,7 +15,7 @@ pub const DEFAULT_BASE_URL: &str = "https://test-management.testsigma.com/api/v1
 const AFTER_HELP: &str = "\
 The API key is read from the TESTSIGMA_API_KEY environment variable or, preferably, from the
 file given by --api-key-file (re-read before every poll, so a rotated Kubernetes Secret works
-without a restart). There is deliberately no --api-key flag: a key on the command line shows
+without a restart), never from both. There is deliberately no --api-key flag: a key on the command line shows
 in `ps`. With --demo no key is needed.";
 
 /// Prometheus exporter for the users of a Testsigma Test Management account.
@@ -250,14 +250,23 @@ impl Cli {
     /// Resolves what the user typed. `api_key_env` is the value of `TESTSIGMA_API_KEY`,
     /// passed in so tests need not touch the process environment.
     pub fn into_settings(self, api_key_env: Option<String>) -> Result<Settings, ConfigError> {
+        let env_key = api_key_env
+            .map(|key| key.trim().to_owned())
+            .filter(|key| !key.is_empty());
         let key =
-            match (self.api_key_file, api_key_env) {
-                (Some(path), _) => KeySource::File(path),
-                (None, Some(key)) if !key.trim().is_empty() => {
-                    KeySource::Env(SecretString::from(key.trim().to_owned()))
+            match (self.api_key_file, env_key) {
+                // As Prometheus refuses password with password_file: neither may silently win.
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        "api_key_file",
+                        "TESTSIGMA_API_KEY is set as well; give the key one way only (unset \
+                     TESTSIGMA_API_KEY, or drop --api-key-file)",
+                    ))
                 }
-                (None, _) if self.demo => KeySource::Env(SecretString::from(String::new())),
-                (None, _) => return Err(ConfigError::new(
+                (Some(path), None) => KeySource::File(path),
+                (None, Some(key)) => KeySource::Env(SecretString::from(key)),
+                (None, None) if self.demo => KeySource::Env(SecretString::from(String::new())),
+                (None, None) => return Err(ConfigError::new(
                     "api_key_file",
                     "no API key: set TESTSIGMA_API_KEY or pass --api-key-file PATH (or try --demo)",
                 )),
@@ -598,12 +607,23 @@ mod tests {
     }
 
     #[test]
-    fn key_file_wins_and_debug_hides_the_key() {
+    fn one_key_source_at_a_time_and_debug_hides_the_key() {
         let s = cli(&["--api-key-file", "/k"])
             .unwrap()
-            .into_settings(Some("env".into()))
+            .into_settings(Some(" ".into()))
             .unwrap();
         assert!(matches!(s.key, KeySource::File(ref p) if p.as_os_str() == "/k"));
+        let msg = cli(&["--api-key-file", "/k"])
+            .unwrap()
+            .into_settings(Some("env".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(
+                "--api-key-file (env TESTSIGMA_API_KEY_FILE): TESTSIGMA_API_KEY is set as well"
+            ),
+            "{msg}"
+        );
         let s = settings(&[]).unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("\"k\""), "{shown}");

@@ -212,6 +212,26 @@ async fn a_missing_key_names_both_ways_to_give_one() {
 }
 
 #[tokio::test]
+async fn two_sources_of_the_key_exit_2_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api-key");
+    std::fs::write(&file, "from-the-file").unwrap();
+    let line = config_error(
+        &["--api-key-file", file.to_str().unwrap()],
+        &[("TESTSIGMA_API_KEY", KEY)],
+    )
+    .await;
+    assert!(
+        line.contains("--api-key-file") && line.contains("TESTSIGMA_API_KEY is set as well"),
+        "{line}"
+    );
+    assert!(
+        !line.contains(KEY) && !line.contains("from-the-file"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
 async fn an_address_in_use_exits_2_naming_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("address").to_string();

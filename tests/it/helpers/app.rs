@@ -33,8 +33,8 @@ fn init_test_log() {
 }
 
 /// Settings as the binary would build them from `args`, with the API key in the environment
-/// variable and fast defaults for tests (no pacing, short timeouts, tiny backoff budget).
-/// A flag in `args` replaces its test default. The backoff between retries is 10 ms at base.
+/// variable (unless `args` has `--api-key-file`) and fast defaults for tests (no pacing,
+/// short timeouts, tiny backoff budget). A flag in `args` replaces its test default. The backoff between retries is 10 ms at base.
 pub fn settings(base_url: &str, args: &[&str]) -> Settings {
     let mut argv = vec!["testsigma-exporter".to_owned()];
     for (flag, default) in [
@@ -48,9 +48,11 @@ pub fn settings(base_url: &str, args: &[&str]) -> Settings {
         }
     }
     argv.extend(args.iter().map(|a| a.to_string()));
+    // The key comes from the variable unless the test gives a key file.
+    let env_key = (!args.contains(&"--api-key-file")).then(|| KEY.to_owned());
     let mut settings = Cli::try_parse_from(argv)
         .expect("test arguments parse")
-        .into_settings(Some(KEY.to_owned()))
+        .into_settings(env_key)
         .expect("test settings are valid");
     settings.retry_backoff = Duration::from_millis(10);
     settings
