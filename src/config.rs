@@ -15,8 +15,8 @@ pub const DEFAULT_BASE_URL: &str = "https://test-management.testsigma.com/api/v1
 const AFTER_HELP: &str = "\
 The API key is read from the TESTSIGMA_API_KEY environment variable or, preferably, from the
 file given by --api-key-file (re-read before every poll, so a rotated Kubernetes Secret works
-without a restart), never from both. There is deliberately no --api-key flag: a key on the command line shows
-in `ps`. With --demo no key is needed.";
+without a restart), never from both. There is deliberately no --api-key flag: a key on the
+command line shows in `ps`. With --demo no key is needed.";
 
 /// Prometheus exporter for the users of a Testsigma Test Management account.
 ///
