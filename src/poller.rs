@@ -6,7 +6,7 @@ use std::time::{Instant, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::api::{Client, ClientConfig, PollError};
 use crate::census::Census;
@@ -87,12 +87,23 @@ impl Poller {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 _ = ticks.tick() => {}
             }
+            let started = Instant::now();
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => {
                     info!("shutting down: poll in flight cancelled");
                     break;
                 }
                 _ = self.poll() => {}
+            }
+            let took = started.elapsed();
+            if took > self.interval {
+                // The next poll starts at once: say so, as the counts are older than expected.
+                warn!(
+                    duration_ms = took.as_millis() as u64,
+                    poll_interval = %humantime::format_duration(self.interval),
+                    "the poll took longer than --poll-interval, so polls run back to back; \
+                     raise --poll-interval, or --page-size or --max-request-rate to poll faster"
+                );
             }
         }
     }

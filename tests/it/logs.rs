@@ -1,6 +1,8 @@
 //! Logs on stderr: logfmt by default or JSON, one line per poll with what it counted, and
 //! failure lines that say what to do. That the key is never logged is in `secrets`.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use wiremock::matchers::{query_param, query_param_is_missing};
 use wiremock::{MockServer, ResponseTemplate};
@@ -204,4 +206,40 @@ async fn poll_failures_log_what_to_do() {
             assert!(error.contains(advice), "{advice:?} not in {error:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn polls_longer_than_the_interval_are_warned_about() {
+    let mock = MockServer::start().await;
+    let slow = json_ok(fixture("users-documented.json")).set_delay(Duration::from_millis(400));
+    users_get().respond_with(slow).mount(&mock).await;
+    let base = base_url(&mock);
+    let mut app = spawn_exporter(
+        &[
+            "--log.format",
+            "json",
+            "--base-url",
+            &base,
+            "--poll-interval",
+            "100ms",
+        ],
+        &[("TESTSIGMA_API_KEY", KEY)],
+    )
+    .await;
+    app.wait_polls(2.0).await;
+    app.signal(libc::SIGTERM);
+    let (code, stderr) = app.wait_exit(BIN_TIMEOUT).await;
+    assert_eq!(code, Some(0), "{stderr:#?}");
+    let warning = stderr
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the poll took longer"))
+        })
+        .unwrap_or_else(|| panic!("no warning: {stderr:#?}"));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["poll_interval"], "100ms");
+    assert!(warning["duration_ms"].as_u64().unwrap() >= 400, "{warning}");
 }
