@@ -76,7 +76,10 @@ pub enum PollError {
         "request to the API timed out: {detail}; raise --request-timeout or check the network"
     )]
     Timeout { detail: String },
-    #[error("cannot reach the API: {detail}; check --base-url, DNS and the network")]
+    #[error(
+        "cannot reach the API: {detail}; check --base-url, DNS, the network and, where one is \
+         needed, the proxy (HTTPS_PROXY, NO_PROXY)"
+    )]
     Connect { detail: String },
     #[error(
         "the API's TLS certificate was refused: {detail}; {hint}; to trust a private or \

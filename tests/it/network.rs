@@ -181,6 +181,28 @@ async fn no_proxy_bypasses_the_proxy_for_the_hosts_it_names() {
 }
 
 #[tokio::test]
+async fn a_proxy_that_refuses_the_tunnel_fails_as_connect_naming_the_proxy() {
+    let proxy = ConnectProxy::start().await;
+    // The test proxy opens tunnels to loopback only: this one it refuses with 403.
+    let run = once(
+        "https://api.example:443/api/v1",
+        &["--max-retries", "0"],
+        &[("HTTPS_PROXY", &proxy.url())],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert_eq!(failed_reasons(&run.stdout), ["connect"], "{}", run.stdout);
+    let tunnels = proxy.tunnels();
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    assert!(tunnels[0].head.starts_with("CONNECT api.example:443 "));
+    assert!(
+        run.stderr.contains("the proxy (HTTPS_PROXY, NO_PROXY)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
 async fn a_ca_file_that_cannot_be_used_stops_start_up_with_exit_2() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let missing = dir.path().join("missing.pem");
