@@ -472,7 +472,7 @@ want = [r'testsigma_users \d', r'testsigma_users_by_status\{status="active"\} \d
         r'testsigma_exporter_build_info\{revision="%s",version="[^"]+"\} 1' % re.escape(sys.argv[2]),
         r'process_resident_memory_bytes \d', r'process_cpu_seconds_total \d']
 want += [r'testsigma_poll_errors_total\{reason="%s"\} \d' % r for r in
-         "auth rate_limited timeout connect http decode pagination too_large".split()]
+         "auth rate_limited timeout connect tls http decode pagination too_large".split()]
 missing = [w for w in want if not re.search("^" + w, text, re.M)]
 for w in missing: print("    MISSING " + w)
 sys.exit(1 if missing else 0)

@@ -39,6 +39,11 @@ pub struct Cli {
     )]
     pub base_url: Url,
 
+    /// PEM certificates to trust for the API besides the system's store (e.g. a corporate
+    /// TLS-inspection CA); read at start-up.
+    #[arg(long, env = "TESTSIGMA_API_CA_FILE", value_name = "PATH")]
+    pub api_ca_file: Option<PathBuf>,
+
     // `help` rather than a doc comment: rustdoc would read "[::]" as a link.
     #[arg(
         help = "Address to serve on: host:port, :port or [::]:port",
@@ -188,6 +193,8 @@ pub enum KeySource {
 pub struct Settings {
     pub key: KeySource,
     pub base_url: Url,
+    /// `--api-ca-file`, read when the client is built.
+    pub api_ca_file: Option<PathBuf>,
     /// As typed; resolved when the server binds it.
     pub listen_address: String,
     pub telemetry_path: String,
@@ -240,6 +247,11 @@ impl ConfigError {
         Self::new("web_config_file", problem.to_string())
     }
 
+    /// An `--api-ca-file` that cannot be used.
+    pub fn api_ca_file(problem: impl std::fmt::Display) -> Self {
+        Self::new("api_ca_file", problem.to_string())
+    }
+
     /// A listen address that cannot be used.
     pub fn listen(problem: impl Into<String>) -> Self {
         Self::new("listen_address", problem)
@@ -281,6 +293,7 @@ impl Cli {
         Ok(Settings {
             key,
             base_url: self.base_url,
+            api_ca_file: self.api_ca_file,
             listen_address: self.listen_address,
             telemetry_path: self.telemetry_path,
             poll_interval: self.poll_interval,
@@ -433,6 +446,7 @@ mod tests {
         assert_eq!(s.max_request_rate, Some(5.0));
         assert_eq!(s.max_statuses, 20);
         assert!(s.web_config_file.is_none());
+        assert!(s.api_ca_file.is_none());
     }
 
     #[test]
@@ -599,6 +613,10 @@ mod tests {
         assert_eq!(
             ConfigError::web_config("w.yml: cannot read").to_string(),
             "--web.config.file (env TESTSIGMA_EXPORTER_WEB_CONFIG_FILE): w.yml: cannot read"
+        );
+        assert_eq!(
+            ConfigError::api_ca_file("ca.pem: holds no PEM certificate").to_string(),
+            "--api-ca-file (env TESTSIGMA_API_CA_FILE): ca.pem: holds no PEM certificate"
         );
         assert_eq!(
             ConfigError::listen("in use").to_string(),

@@ -72,8 +72,7 @@ pub async fn run(
     });
     let settings = api_target(settings, stopped.clone()).await?;
     let metrics = Metrics::new();
-    let poller =
-        Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
+    let poller = new_poller(&settings, metrics.clone())?;
     let mut app = server::router(metrics, &settings.telemetry_path);
     let (mut tls, mut basic_auth) = (false, false);
     if let Some(web) = &web {
@@ -164,10 +163,17 @@ pub async fn once(settings: Settings) -> anyhow::Result<(bool, Vec<u8>)> {
     let (_stop, stopped) = watch::channel(false);
     let settings = api_target(settings, stopped).await?;
     let metrics = Metrics::new();
-    let poller =
-        Poller::new(&settings, metrics.clone()).context("cannot set up the HTTP client")?;
+    let poller = new_poller(&settings, metrics.clone())?;
     let ok = poller.poll().await.is_ok();
     Ok((ok, metrics.encode(false)))
+}
+
+/// The poller and its client; an `--api-ca-file` that cannot be used is a [`ConfigError`].
+fn new_poller(settings: &Settings, metrics: Metrics) -> anyhow::Result<Poller> {
+    Poller::new(settings, metrics).map_err(|e| match e {
+        api::ClientError::CaFile(e) => ConfigError::api_ca_file(e).into(),
+        e => anyhow::Error::new(e).context("cannot set up the HTTP client"),
+    })
 }
 
 /// `--web.config.file`, loaded and checked, if given.

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
-use crate::api::{Client, ClientConfig, PollError};
+use crate::api::{Client, ClientConfig, ClientError, PollError};
 use crate::census::Census;
 use crate::config::{KeySource, Settings};
 use crate::metrics::Metrics;
@@ -24,7 +24,8 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, reqwest::Error> {
+    /// Reads the system's certificate store and `--api-ca-file` (once, here).
+    pub fn new(settings: &Settings, metrics: Metrics) -> Result<Self, ClientError> {
         let config = ClientConfig {
             base_url: settings.base_url.clone(),
             page_size: settings.page_size,
@@ -32,6 +33,7 @@ impl Poller {
             max_retries: settings.max_retries,
             max_request_rate: settings.max_request_rate,
             backoff_base: settings.retry_backoff,
+            ca_file: settings.api_ca_file.clone(),
         };
         Ok(Self {
             client: Client::new(&config)?,

@@ -9,6 +9,7 @@ pub enum Reason {
     RateLimited,
     Timeout,
     Connect,
+    Tls,
     Http,
     Decode,
     Pagination,
@@ -17,11 +18,12 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, so each counter can be shown at 0 from the start.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Auth,
         Reason::RateLimited,
         Reason::Timeout,
         Reason::Connect,
+        Reason::Tls,
         Reason::Http,
         Reason::Decode,
         Reason::Pagination,
@@ -34,6 +36,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Timeout => "timeout",
             Reason::Connect => "connect",
+            Reason::Tls => "tls",
             Reason::Http => "http",
             Reason::Decode => "decode",
             Reason::Pagination => "pagination",
@@ -73,8 +76,17 @@ pub enum PollError {
         "request to the API timed out: {detail}; raise --request-timeout or check the network"
     )]
     Timeout { detail: String },
-    #[error("cannot reach the API: {detail}; check --base-url, DNS and the network")]
+    #[error(
+        "cannot reach the API: {detail}; check --base-url, DNS, the network and, where one is \
+         needed, the proxy (HTTPS_PROXY, NO_PROXY)"
+    )]
     Connect { detail: String },
+    #[error(
+        "the API's TLS certificate was refused: {detail}; {hint}; to trust a private or \
+         TLS-inspection CA, pass its PEM file with --api-ca-file (env TESTSIGMA_API_CA_FILE) or \
+         add it to the system's store (update-ca-certificates, or SSL_CERT_FILE / SSL_CERT_DIR)"
+    )]
+    Tls { detail: String, hint: &'static str },
     #[error("HTTP {status} from {url}{hint}")]
     Http {
         status: u16,
@@ -96,6 +108,10 @@ impl PollError {
         match self {
             PollError::Timeout { detail } => PollError::Timeout { detail: f(detail) },
             PollError::Connect { detail } => PollError::Connect { detail: f(detail) },
+            PollError::Tls { detail, hint } => PollError::Tls {
+                detail: f(detail),
+                hint,
+            },
             PollError::Http { status, url, hint } => PollError::Http {
                 status,
                 url: f(url),
@@ -119,6 +135,7 @@ impl PollError {
             PollError::RateLimited { .. } => Reason::RateLimited,
             PollError::Timeout { .. } => Reason::Timeout,
             PollError::Connect { .. } => Reason::Connect,
+            PollError::Tls { .. } => Reason::Tls,
             PollError::Http { .. } => Reason::Http,
             PollError::Decode(_) => Reason::Decode,
             PollError::Pagination(_) => Reason::Pagination,

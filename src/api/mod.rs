@@ -6,9 +6,11 @@
 mod error;
 mod pacing;
 pub mod page;
+mod tls;
 mod walk;
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
@@ -21,6 +23,7 @@ use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer};
+pub use tls::CaFileError;
 use walk::Walk;
 
 /// Largest response body read; a larger one fails the poll (`too_large`).
@@ -39,6 +42,18 @@ pub struct ClientConfig {
     pub max_request_rate: Option<f64>,
     /// Base of the exponential backoff between retries ([`BACKOFF_BASE`]).
     pub backoff_base: Duration,
+    /// PEM certificates to trust besides the system's store (`--api-ca-file`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why the client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `--api-ca-file` cannot be used: a configuration mistake.
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
 }
 
 /// What the client tells as it talks to the API, for whoever counts it.
@@ -79,7 +94,9 @@ enum Failure {
 }
 
 impl Client {
-    pub fn new(config: &ClientConfig) -> Result<Self, reqwest::Error> {
+    /// Builds the client; reads the system's certificate store and `ca_file` here, once.
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        let tls = tls::client_config(config.ca_file.as_deref())?;
         let origin = config.base_url.origin();
         // Redirects are followed only within the API's origin, so the key never travels on,
         // and 5 at most.
@@ -92,7 +109,11 @@ impl Client {
         });
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, "application/json".parse().expect("static header"));
+        // Proxies come from HTTPS_PROXY, HTTP_PROXY and NO_PROXY (reqwest's default, as curl
+        // reads them): an https API is reached through a CONNECT tunnel, so a proxy never
+        // sees the key.
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .default_headers(headers)
             .user_agent(concat!("testsigma-exporter/", env!("CARGO_PKG_VERSION")))
             .timeout(config.request_timeout)
@@ -338,6 +359,13 @@ fn excerpt(body: &[u8], key: &SecretString) -> String {
 fn transport_failure(e: &reqwest::Error) -> Failure {
     // reqwest errors name the URL (never the headers); the key is not in them.
     let detail = error_chain(e);
+    // A refused certificate stays refused: no retry, and a word on how to trust it.
+    if let Some(refused) = tls::refused_certificate(e) {
+        return Failure::Fatal(PollError::Tls {
+            detail,
+            hint: tls::hint(refused),
+        });
+    }
     let error = if e.is_timeout() {
         PollError::Timeout { detail }
     } else {

@@ -20,6 +20,7 @@ const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
         Some("TESTSIGMA_BASE_URL"),
         Some("https://test-management.testsigma.com/api/v1"),
     ),
+    ("--api-ca-file", Some("TESTSIGMA_API_CA_FILE"), None),
     (
         "--web.listen-address",
         Some("TESTSIGMA_EXPORTER_LISTEN_ADDRESS"),

@@ -22,10 +22,12 @@ mod chaos;
 mod failure;
 mod keyfile;
 
-// Serving: endpoints, compression, hostile clients, TLS and basic auth.
+// Serving: endpoints, compression, hostile clients, TLS and basic auth; reaching the API
+// through a corporate network (private CAs, proxies).
 mod endpoints;
 mod exposition;
 mod hostile_clients;
+mod network;
 mod web_config;
 
 // The binary: flags and exit codes, logs, the key kept secret, shutdown on signals.

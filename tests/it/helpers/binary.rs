@@ -20,12 +20,23 @@ fn exporter_bin() -> &'static str {
     env!("CARGO_BIN_EXE_testsigma-exporter")
 }
 
+/// Variables that change how the binary reaches the API: proxies and the certificate store.
+const NETWORK_VARS: [&str; 5] = [
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_",
+];
+
 /// A command for the exporter binary with `args` and `env`, and none of the caller's
-/// `TESTSIGMA_*` variables (so e.g. a developer's own key cannot leak into a test).
+/// `TESTSIGMA_*` variables (so e.g. a developer's own key cannot leak into a test), proxies
+/// or `SSL_CERT_*` (a test sets those it wants in `env`).
 fn exporter_command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(exporter_bin());
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TESTSIGMA_") {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if upper.starts_with("TESTSIGMA_") || NETWORK_VARS.iter().any(|v| upper.starts_with(v)) {
             cmd.env_remove(name);
         }
     }

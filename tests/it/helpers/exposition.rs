@@ -39,11 +39,12 @@ pub fn errors(text: &str, reason: &str) -> f64 {
 
 /// Every `reason` label of `testsigma_poll_errors_total`, as the contract names them (spelled
 /// out here rather than taken from the crate, so a renamed reason fails the tests).
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "auth",
     "rate_limited",
     "timeout",
     "connect",
+    "tls",
     "http",
     "decode",
     "pagination",

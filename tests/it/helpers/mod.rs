@@ -7,13 +7,16 @@
 //! - [`binary`]: the compiled binary (`run_exporter`, `run_once`, `spawn_exporter`, ...).
 //! - [`mock_api`]: wiremock stand-ins for the Testsigma API, and the fixtures.
 //! - [`raw_server`]: a hand-rolled HTTP server for what wiremock cannot do.
-//! - [`tls`]: a throw-away CA and certificates for `--web.config.file` tests.
+//! - [`tls`]: a throw-away CA and certificates for `--web.config.file` and `--api-ca-file`
+//!   tests.
+//! - [`network`]: the API behind HTTPS with a private CA, and a CONNECT proxy.
 //! - [`exposition`]: reading values out of the `/metrics` text.
 
 mod app;
 mod binary;
 mod exposition;
 mod mock_api;
+mod network;
 mod raw_server;
 mod tls;
 
@@ -21,6 +24,7 @@ pub use app::*;
 pub use binary::*;
 pub use exposition::*;
 pub use mock_api::*;
+pub use network::*;
 pub use raw_server::*;
 pub use tls::*;
 

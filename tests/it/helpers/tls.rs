@@ -1,5 +1,6 @@
-//! TLS for `--web.config.file` tests: a throw-away certificate authority, certificates it
-//! issues, HTTPS clients that trust it, and files replaced the way Kubernetes does.
+//! TLS for `--web.config.file` and `--api-ca-file` tests: a throw-away certificate authority,
+//! certificates it issues, HTTPS clients that trust it, and files replaced the way Kubernetes
+//! does.
 
 use std::path::Path;
 use std::time::Duration;
@@ -38,6 +39,15 @@ impl TestCa {
         self.issue(
             common_name,
             vec!["localhost".into(), "127.0.0.1".into()],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A server certificate for `names` only (e.g. another host than the one asked for).
+    pub fn server_for(&self, common_name: &str, names: &[&str]) -> Issued {
+        self.issue(
+            common_name,
+            names.iter().map(|n| n.to_string()).collect(),
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
         )
     }
