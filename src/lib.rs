@@ -77,6 +77,7 @@ pub async fn run(
     let mut app = server::router(metrics, &settings.telemetry_path);
     let (mut tls, mut basic_auth) = (false, false);
     if let Some(web) = &web {
+        web.watch(stopped.clone());
         app = web::protect(app, web.clone());
         (tls, basic_auth) = (web.tls_enabled(), web.auth_enabled());
         if basic_auth && !tls {

@@ -26,7 +26,9 @@ mod keyfile;
 mod endpoints;
 mod exposition;
 mod hostile_clients;
+mod password_flood;
 mod web_config;
+mod web_reload;
 
 // The binary: flags and exit codes, logs, the key kept secret, shutdown on signals.
 mod binary;

@@ -9,10 +9,12 @@
 //! - [`raw_server`]: a hand-rolled HTTP server for what wiremock cannot do.
 //! - [`tls`]: a throw-away CA and certificates for `--web.config.file` tests.
 //! - [`exposition`]: reading values out of the `/metrics` text.
+//! - [`flood`]: many connections guessing passwords (`password_flood`).
 
 mod app;
 mod binary;
 mod exposition;
+mod flood;
 mod mock_api;
 mod raw_server;
 mod tls;
@@ -20,6 +22,7 @@ mod tls;
 pub use app::*;
 pub use binary::*;
 pub use exposition::*;
+pub use flood::*;
 pub use mock_api::*;
 pub use raw_server::*;
 pub use tls::*;
