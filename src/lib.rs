@@ -27,7 +27,8 @@
 //! - [`server`] binds the listen address and serves `/metrics`, `/healthz`, `/readyz` and `/`
 //!   from what was last published, never waiting for the poller.
 //! - `web` adds TLS, basic auth and response headers from `--web.config.file`, reloading
-//!   the file and its certificates when they change.
+//!   the file and its certificates off the serving path when they change, and refusing a
+//!   version that would weaken protection.
 //! - `demo` is a simulated API on loopback for `--demo`.
 //!
 //! [`run`] loads the web configuration and wires the parts together until a shutdown
@@ -76,6 +77,7 @@ pub async fn run(
     let mut app = server::router(metrics, &settings.telemetry_path);
     let (mut tls, mut basic_auth) = (false, false);
     if let Some(web) = &web {
+        web.watch(stopped.clone());
         app = web::protect(app, web.clone());
         (tls, basic_auth) = (web.tls_enabled(), web.auth_enabled());
         if basic_auth && !tls {

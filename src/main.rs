@@ -33,7 +33,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         if settings.once {
             return match testsigma_exporter::once(settings).await {
                 Ok((ok, exposition)) => {
@@ -56,7 +56,11 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => failure(&e),
         }
-    })
+    });
+    // A reload of the web configuration stuck on a hung file system must not hold up the
+    // exit: blocking tasks still running are left behind.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Makes glibc serve every block of 1 MiB or more with its own mapping, returned to the

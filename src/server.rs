@@ -2,10 +2,12 @@
 //!
 //! Handlers only read what the poller last published, so a scrape answers at once whatever
 //! the poller is doing. The serve loop bounds what clients can cost: connections at once,
-//! header size, and the time to send headers (and to finish a TLS handshake).
+//! header size, the time to send headers (and to finish a TLS handshake), and the time a
+//! read or a write may stall (a client that never reads its answers).
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -33,6 +36,8 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A client has this long to send a request head, then the connection is closed.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A read or write of a connection that makes no progress for this long closes it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections get this long to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -197,6 +202,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Time a client has to send a request head, then the connection is closed.
     pub header_read_timeout: Duration,
+    /// Time a read or a write may make no progress (a client that sends requests but never
+    /// reads the answers), then the connection is closed.
+    pub idle_timeout: Duration,
     /// Time open connections get to finish at shutdown.
     pub shutdown_grace: Duration,
 }
@@ -207,6 +215,7 @@ impl Default for Limits {
             max_connections: MAX_CONNECTIONS,
             max_header_bytes: MAX_HEADER_BYTES,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
         }
     }
@@ -235,6 +244,7 @@ pub async fn serve_with(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
         // hyper panics below 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192));
     let graceful = GracefulShutdown::new();
@@ -256,15 +266,17 @@ pub async fn serve_with(
         let service = TowerToHyperService::new(app.clone());
         let (http, watcher, web) = (http.clone(), graceful.watcher(), web.clone());
         let timeout = limits.header_read_timeout;
+        let idle = limits.idle_timeout;
         tokio::spawn(async move {
             let tls = web.and_then(|web| web.current().tls.clone());
             let served = match tls {
                 None => {
+                    let stream = with_deadlines(stream, idle);
                     watcher
                         .watch(http.serve_connection(TokioIo::new(stream), service))
                         .await
                 }
-                Some(acceptor) => match handshake(&acceptor, stream, timeout).await {
+                Some(acceptor) => match handshake(&acceptor, stream, timeout, idle).await {
                     Ok(stream) => {
                         watcher
                             .watch(http.serve_connection(TokioIo::new(stream), service))
@@ -289,13 +301,25 @@ pub async fn serve_with(
     }
 }
 
-/// A TLS handshake within `timeout`. A client that speaks plain HTTP to the
-/// TLS port gets a 400 that says so, as Go's servers answer, instead of a bare reset.
+/// A connection whose reads and writes fail once they make no progress for `idle`.
+type Guarded = Pin<Box<TimeoutStream<TcpStream>>>;
+
+fn with_deadlines(stream: TcpStream, idle: Duration) -> Guarded {
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_read_timeout(Some(idle));
+    stream.set_write_timeout(Some(idle));
+    Box::pin(stream)
+}
+
+/// A TLS handshake within `timeout`, over a stream with the `idle` deadlines. A client that
+/// speaks plain HTTP to the TLS port gets a 400 that says so, as Go's servers answer,
+/// instead of a bare reset.
 async fn handshake(
     acceptor: &TlsAcceptor,
     mut stream: TcpStream,
     timeout: Duration,
-) -> io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    idle: Duration,
+) -> io::Result<tokio_rustls::server::TlsStream<Guarded>> {
     let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout(timeout, stream.peek(&mut first))
@@ -310,7 +334,7 @@ async fn handshake(
             "plain HTTP sent to the TLS listener",
         ));
     }
-    tokio::time::timeout(timeout, acceptor.accept(stream))
+    tokio::time::timeout(timeout, acceptor.accept(with_deadlines(stream, idle)))
         .await
         .map_err(|_| timed_out())?
 }

@@ -5,9 +5,15 @@
 //! hash and password: never the password itself, and a changed hash in the web configuration
 //! simply stops matching. Lookups compare every entry in constant time, and hashing runs one
 //! at a time off the async threads, so a flood of wrong guesses costs one core at most.
+//!
+//! Credentials in the cache are answered at once, never behind a bcrypt check. At most
+//! [`MAX_WAITING`] requests wait for their turn to hash; one more is answered
+//! [`Verdict::Busy`] at once instead of queueing, so a flood of guesses holds no connection
+//! for long.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderValue;
 use base64::Engine;
@@ -18,6 +24,8 @@ use subtle::ConstantTimeEq;
 const GOOD_ENTRIES: usize = 16;
 /// Rejected credentials remembered, so a scraper with a stale password is cheap too.
 const BAD_ENTRIES: usize = 64;
+/// Requests that may wait for the bcrypt check in progress; more are told to come back.
+pub const MAX_WAITING: usize = 4;
 
 type Key = [u8; 32];
 
@@ -25,8 +33,40 @@ type Key = [u8; 32];
 pub struct Authenticator {
     salt: [u8; 32],
     cache: Mutex<Cache>,
-    /// Held while a bcrypt check runs: one at a time.
-    hashing: tokio::sync::Mutex<()>,
+    /// Held while a bcrypt check runs, to its end even if the request is dropped meanwhile:
+    /// one at a time.
+    hashing: Arc<tokio::sync::Semaphore>,
+    /// Requests waiting for `hashing`.
+    waiting: AtomicUsize,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Granted,
+    Denied,
+    /// Not checked: [`MAX_WAITING`] others already wait for bcrypt.
+    Busy,
+}
+
+impl From<bool> for Verdict {
+    fn from(ok: bool) -> Self {
+        if ok {
+            Verdict::Granted
+        } else {
+            Verdict::Denied
+        }
+    }
+}
+
+/// One place in the queue for bcrypt, given back when dropped (a request may be dropped
+/// while it waits).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Default)]
@@ -72,18 +112,20 @@ impl Authenticator {
         Self {
             salt: rand::random(),
             cache: Mutex::new(Cache::default()),
-            hashing: tokio::sync::Mutex::new(()),
+            hashing: Arc::new(tokio::sync::Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
         }
     }
 
-    /// Whether `authorization` carries a user of `users` with the right password.
+    /// Whether `authorization` carries a user of `users` with the right password; `Busy`
+    /// without an answer when too many checks wait already.
     pub async fn check(
         &self,
         users: &BTreeMap<String, String>,
         authorization: Option<&HeaderValue>,
-    ) -> bool {
+    ) -> Verdict {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
+            return Verdict::Denied;
         };
         // An unknown user is checked against a real hash all the same, so that the answer
         // takes as long and user names cannot be probed by timing.
@@ -91,20 +133,30 @@ impl Authenticator {
             Some(hash) => (hash.clone(), true),
             None => match users.values().next() {
                 Some(hash) => (hash.clone(), false),
-                None => return false,
+                None => return Verdict::Denied,
             },
         };
         let key = self.key(&user, &hash, &password);
         if let Some(ok) = self.lookup(&key) {
-            return ok && known;
+            return (ok && known).into();
         }
-        let _turn = self.hashing.lock().await;
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Verdict::Busy;
+        }
+        let waiting = Waiting(&self.waiting);
+        let Ok(turn) = self.hashing.clone().acquire_owned().await else {
+            return Verdict::Denied;
+        };
+        drop(waiting);
         // Another request may have checked the same credentials while this one waited.
         if let Some(ok) = self.lookup(&key) {
-            return ok && known;
+            return (ok && known).into();
         }
         let ok = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false)
+            let ok = bcrypt::verify(password.as_bytes(), &hash).unwrap_or(false);
+            drop(turn);
+            ok
         })
         .await
         .unwrap_or(false)
@@ -112,7 +164,7 @@ impl Authenticator {
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(key, ok);
         }
-        ok
+        ok.into()
     }
 
     fn lookup(&self, key: &Key) -> Option<bool> {
@@ -158,6 +210,14 @@ mod tests {
         HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
     }
 
+    async fn granted(
+        auth: &Authenticator,
+        users: &BTreeMap<String, String>,
+        authorization: Option<&HeaderValue>,
+    ) -> bool {
+        auth.check(users, authorization).await == Verdict::Granted
+    }
+
     fn users() -> BTreeMap<String, String> {
         BTreeMap::from([
             ("alice".to_owned(), bcrypt::hash("wonderland", 4).unwrap()),
@@ -184,50 +244,29 @@ mod tests {
     async fn right_wrong_and_missing_credentials() {
         let auth = Authenticator::new();
         let users = users();
-        assert!(
-            auth.check(&users, Some(&basic("alice", "wonderland")))
-                .await
-        );
-        assert!(auth.check(&users, Some(&basic("bob", "builder"))).await);
-        assert!(!auth.check(&users, Some(&basic("alice", "builder"))).await);
-        assert!(
-            !auth
-                .check(&users, Some(&basic("carol", "wonderland")))
-                .await
-        );
-        assert!(!auth.check(&users, Some(&basic("alice", ""))).await);
-        assert!(!auth.check(&users, None).await);
-        assert!(
-            !auth
-                .check(&BTreeMap::new(), Some(&basic("alice", "x")))
-                .await
-        );
+        assert!(granted(&auth, &users, Some(&basic("alice", "wonderland"))).await);
+        assert!(granted(&auth, &users, Some(&basic("bob", "builder"))).await);
+        assert!(!granted(&auth, &users, Some(&basic("alice", "builder"))).await);
+        assert!(!granted(&auth, &users, Some(&basic("carol", "wonderland"))).await);
+        assert!(!granted(&auth, &users, Some(&basic("alice", ""))).await);
+        assert!(!granted(&auth, &users, None).await);
+        assert!(!granted(&auth, &BTreeMap::new(), Some(&basic("alice", "x"))).await);
     }
 
     #[tokio::test]
     async fn outcomes_are_cached_and_a_new_hash_is_checked_afresh() {
         let auth = Authenticator::new();
         let mut users = users();
-        assert!(
-            auth.check(&users, Some(&basic("alice", "wonderland")))
-                .await
-        );
-        assert!(!auth.check(&users, Some(&basic("alice", "nope"))).await);
+        assert!(granted(&auth, &users, Some(&basic("alice", "wonderland"))).await);
+        assert!(!granted(&auth, &users, Some(&basic("alice", "nope"))).await);
         let key = auth.key("alice", &users["alice"], "wonderland");
         assert_eq!(auth.lookup(&key), Some(true));
         let bad = auth.key("alice", &users["alice"], "nope");
         assert_eq!(auth.lookup(&bad), Some(false));
         // A rotated password: the old one no longer gets in, the cache notwithstanding.
         users.insert("alice".into(), bcrypt::hash("looking-glass", 4).unwrap());
-        assert!(
-            !auth
-                .check(&users, Some(&basic("alice", "wonderland")))
-                .await
-        );
-        assert!(
-            auth.check(&users, Some(&basic("alice", "looking-glass")))
-                .await
-        );
+        assert!(!granted(&auth, &users, Some(&basic("alice", "wonderland"))).await);
+        assert!(granted(&auth, &users, Some(&basic("alice", "looking-glass"))).await);
     }
 
     #[test]
@@ -242,5 +281,42 @@ mod tests {
         assert_eq!(cache.lookup(&[200; 32]), Some(false));
         assert_eq!(cache.lookup(&[137; 32]), Some(false));
         assert_eq!(cache.lookup(&[136; 32]), None);
+    }
+
+    #[tokio::test]
+    async fn cached_credentials_pass_while_bcrypt_is_busy_and_the_queue_is_bounded() {
+        let auth = Arc::new(Authenticator::new());
+        let users = Arc::new(users());
+        assert!(granted(&auth, &users, Some(&basic("alice", "wonderland"))).await);
+        // A check in progress holds the turn; MAX_WAITING others wait behind it.
+        let turn = auth.hashing.clone().try_acquire_owned().unwrap();
+        let mut waiters = tokio::task::JoinSet::new();
+        for i in 0..MAX_WAITING {
+            let (auth, users) = (auth.clone(), users.clone());
+            waiters.spawn(async move {
+                auth.check(&users, Some(&basic("alice", &format!("guess{i}"))))
+                    .await
+            });
+        }
+        wait_until(|| auth.waiting.load(Ordering::Acquire) == MAX_WAITING).await;
+        // One more is told to come back, at once; known good credentials still get in.
+        let more = auth.check(&users, Some(&basic("bob", "guess"))).await;
+        assert_eq!(more, Verdict::Busy);
+        assert!(granted(&auth, &users, Some(&basic("alice", "wonderland"))).await);
+        drop(turn);
+        while let Some(verdict) = waiters.join_next().await {
+            assert_eq!(verdict.unwrap(), Verdict::Denied);
+        }
+        assert_eq!(auth.waiting.load(Ordering::Acquire), 0);
+        assert!(granted(&auth, &users, Some(&basic("bob", "builder"))).await);
+    }
+
+    /// Yields until `done` holds, for at most 10 s.
+    async fn wait_until(done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "not within 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }

@@ -390,7 +390,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
 }
 
 /// Only comments and whitespace: the toolkit reads that as "no TLS, no auth".
-fn is_blank(text: &str) -> bool {
+pub fn is_blank(text: &str) -> bool {
     text.lines().all(|l| {
         let l = l.trim();
         l.is_empty() || l.starts_with('#')

@@ -4,29 +4,37 @@
 //! - [`config`] parses and validates the YAML (pure).
 //! - [`tls`] turns it into a rustls server configuration.
 //! - [`auth`] checks basic-auth credentials against bcrypt hashes, with a cache.
+//! - [`files`] reads the files: regular files only, bounded in size.
+//! - [`reload`] watches the files off the serving path and refuses a version that would
+//!   weaken protection.
 //!
-//! [`WebConfig`] holds what is in force. Before each connection and each request it looks at
-//! the file and the certificate, key and CA files it names (a few `stat` calls); when any has
-//! changed it loads them again, so certificates renewed by cert-manager take effect without a
-//! restart. A new version that does not load is logged and the last good one stays in force.
+//! [`WebConfig`] holds what is in force behind an atomic swap: a connection or request reads
+//! it without a lock or a file system call. [`WebConfig::watch`] reloads it when the file
+//! or the certificate, key and CA files it names change, so certificates renewed by
+//! cert-manager take effect without a restart. A new version that does not load, or would
+//! weaken protection, is logged as an error and the last good one stays in force.
 
 pub mod auth;
 pub mod config;
+pub mod files;
+pub mod reload;
 pub mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, info};
+
+use auth::Verdict;
+use reload::{Protection, Stamp};
 
 /// Paths served without credentials, so kubelet probes need none.
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
@@ -44,14 +52,18 @@ pub enum Error {
         path: PathBuf,
         problem: config::Invalid,
     },
-    #[error("{}: turning TLS on or off needs a restart", path.display())]
-    TlsToggled { path: PathBuf },
+    #[error("{}: turning TLS on needs a restart", path.display())]
+    TlsTurnedOn { path: PathBuf },
+    #[error("{}: the file is empty (a rewrite in progress?); a reload to no TLS and no users is refused", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: refused, as it would weaken protection: {changes}; restart the exporter to apply it", path.display())]
+    Weakened { path: PathBuf, changes: String },
 }
 
-/// The web configuration in force, reloaded when its files change.
+/// The web configuration in force, reloaded by [`WebConfig::watch`] when its files change.
 pub struct WebConfig {
     path: PathBuf,
-    state: Mutex<Loaded>,
+    active: ArcSwap<Active>,
     auth: auth::Authenticator,
 }
 
@@ -62,19 +74,10 @@ pub struct Active {
     pub users: BTreeMap<String, String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     files: Vec<PathBuf>,
-}
-
-struct Loaded {
-    active: Arc<Active>,
-    /// What the files looked like when `active` was loaded.
+    protection: Protection,
+    /// What the files looked like when this version was loaded.
     stamps: Vec<Stamp>,
-    /// What they looked like at the last failed reload, so the error is logged once.
-    failed: Option<Vec<Stamp>>,
 }
-
-/// Enough of a file's metadata to see that it was rewritten or replaced (a Kubernetes
-/// Secret volume swaps a symlink, which gives a new inode); `None` if it cannot be read.
-type Stamp = Option<(Option<SystemTime>, u64, u64)>;
 
 impl fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,17 +90,18 @@ impl fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads and checks the file and everything it names.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let active = build(path)?;
-        let stamps = stamps(path, &active.files);
+        let mut active = build(path, None)?;
+        active.stamps = reload::stamps(path, &active.files);
         Ok(Self {
             path: path.to_owned(),
-            state: Mutex::new(Loaded {
-                active: Arc::new(active),
-                stamps,
-                failed: None,
-            }),
+            active: ArcSwap::from_pointee(active),
             auth: auth::Authenticator::new(),
         })
+    }
+
+    /// Reloads the configuration when its files change, until `stopped` turns true.
+    pub fn watch(self: &Arc<Self>, stopped: tokio::sync::watch::Receiver<bool>) {
+        tokio::spawn(reload::watch(self.clone(), stopped));
     }
 
     /// The file's path, for log lines.
@@ -105,49 +109,9 @@ impl WebConfig {
         &self.path
     }
 
-    /// The configuration in force, reloaded first if any of its files changed.
+    /// The configuration in force: no lock, no file system call.
     pub fn current(&self) -> Arc<Active> {
-        let Ok(mut state) = self.state.lock() else {
-            // A panic while reloading; what was in force stays so.
-            return self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .active
-                .clone();
-        };
-        let now = stamps(&self.path, &state.active.files);
-        if now == state.stamps || state.failed.as_ref() == Some(&now) {
-            return state.active.clone();
-        }
-        let reloaded = build(&self.path).and_then(|active| {
-            if active.tls.is_some() != state.active.tls.is_some() {
-                Err(Error::TlsToggled {
-                    path: self.path.clone(),
-                })
-            } else {
-                Ok(active)
-            }
-        });
-        match reloaded {
-            Ok(active) => {
-                // Stamps taken before reading, so a change made meanwhile is seen next time;
-                // only a changed list of files needs a fresh look.
-                state.stamps = if active.files == state.active.files {
-                    now
-                } else {
-                    stamps(&self.path, &active.files)
-                };
-                state.active = Arc::new(active);
-                state.failed = None;
-                info!(file = %self.path.display(), "web configuration reloaded");
-            }
-            Err(e) => {
-                error!(error = %e, "cannot reload the web configuration; the last good one stays in force");
-                state.failed = Some(now);
-            }
-        }
-        state.active.clone()
+        self.active.load_full()
     }
 
     /// Whether the listener speaks TLS (fixed at start-up).
@@ -161,17 +125,47 @@ impl WebConfig {
     }
 }
 
-fn build(path: &Path) -> Result<Active, Error> {
+/// Reads and checks the file at `path` and everything it names. On a reload (`previous`
+/// given) an empty file, turning TLS on and anything weaker than `previous` are refused.
+/// Blocking, but never for long: only regular files are read.
+fn build(path: &Path, previous: Option<&Active>) -> Result<Active, Error> {
     let invalid = |problem| Error::Invalid {
         path: path.to_owned(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let read_error = |source| Error::Read {
         path: path.to_owned(),
         source,
+    };
+    let bytes = files::read_regular(path).map_err(read_error)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.utf8_error(),
+        ))
     })?;
+    if previous.is_some() && config::is_blank(&text) {
+        return Err(Error::Empty {
+            path: path.to_owned(),
+        });
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let file = config::parse(&text, dir).map_err(invalid)?;
+    let protection = Protection::of(&file);
+    if let Some(previous) = previous {
+        if previous.tls.is_none() && file.tls.is_some() {
+            return Err(Error::TlsTurnedOn {
+                path: path.to_owned(),
+            });
+        }
+        let changes = previous.protection.weakened_by(&protection);
+        if !changes.is_empty() {
+            return Err(Error::Weakened {
+                path: path.to_owned(),
+                changes: changes.join(", "),
+            });
+        }
+    }
     let tls = match &file.tls {
         Some(settings) => Some(TlsAcceptor::from(
             tls::server_config(settings).map_err(invalid)?,
@@ -183,23 +177,9 @@ fn build(path: &Path) -> Result<Active, Error> {
         files: file.files(),
         users: file.users,
         headers: file.headers,
+        protection,
+        stamps: Vec::new(),
     })
-}
-
-fn stamps(path: &Path, files: &[PathBuf]) -> Vec<Stamp> {
-    std::iter::once(path)
-        .chain(files.iter().map(PathBuf::as_path))
-        .map(stamp)
-        .collect()
-}
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.modified().ok(), meta.len(), inode))
 }
 
 /// Puts basic auth (when the configuration has users) in front of every route of `app`
@@ -210,24 +190,35 @@ pub fn protect(app: Router, web: Arc<WebConfig>) -> Router {
 
 async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) -> Response {
     let active = web.current();
-    let open = active.users.is_empty() || OPEN_PATHS.contains(&request.uri().path());
-    let mut response = if open
-        || web
-            .auth
+    let verdict = if active.users.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
+        Verdict::Granted
+    } else {
+        web.auth
             .check(&active.users, request.headers().get(header::AUTHORIZATION))
             .await
-    {
-        next.run(request).await
-    } else {
-        (
+    };
+    // A refused client's connection is closed after the answer: a flood of guesses cannot
+    // keep connection slots for itself with keep-alive.
+    let mut response = match verdict {
+        Verdict::Granted => next.run(request).await,
+        Verdict::Denied => (
             StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                r#"Basic realm="testsigma-exporter", charset="UTF-8""#,
-            )],
+            [
+                (
+                    header::WWW_AUTHENTICATE,
+                    r#"Basic realm="testsigma-exporter", charset="UTF-8""#,
+                ),
+                (header::CONNECTION, "close"),
+            ],
             "Unauthorized\n",
         )
-            .into_response()
+            .into_response(),
+        Verdict::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1"), (header::CONNECTION, "close")],
+            "Too many password checks at once; retry in a second\n",
+        )
+            .into_response(),
     };
     for (name, value) in &active.headers {
         response.headers_mut().insert(name.clone(), value.clone());

@@ -92,7 +92,7 @@ fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, Invalid> {
 fn read(pem: &Pem, key: &str) -> Result<Vec<u8>, Invalid> {
     match pem {
         Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
-        Pem::File(path) => std::fs::read(path)
+        Pem::File(path) => super::files::read_regular(path)
             .map_err(|e| format!("{}: cannot read: {e}", describe(pem, key)).into()),
     }
 }

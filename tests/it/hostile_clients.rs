@@ -11,6 +11,7 @@ use wiremock::ResponseTemplate;
 fn short_timeouts() -> Limits {
     Limits {
         header_read_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(1),
         ..Limits::default()
     }
 }
@@ -61,6 +62,35 @@ async fn a_2_mib_header_is_refused_and_the_server_carries_on() {
         "{answer}"
     );
     assert_eq!(scrape_status(addr).await, 200);
+}
+
+/// The status line of the answer to a GET of `/healthz` with one `x-pad` header that makes
+/// the request head `head_bytes` long, or "closed" if the server closed without a word.
+async fn status_for_head_of(addr: std::net::SocketAddr, head_bytes: usize) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-pad: ".to_vec();
+    let padding = head_bytes - request.len() - 4;
+    request.resize(request.len() + padding, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    assert_eq!(request.len(), head_bytes);
+    let _ = stream.write_all(&request).await;
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed, "the connection was not closed");
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or("closed").to_owned()
+}
+
+#[tokio::test]
+async fn request_heads_are_limited_to_64_kib_as_documented() {
+    let (addr, _stop) = spawn_server(Limits::default()).await;
+    assert_eq!(status_for_head_of(addr, 64 * 1024).await, "HTTP/1.1 200 OK");
+    for head in [64 * 1024 + 1, 100 * 1000, 128 * 1000] {
+        let status = status_for_head_of(addr, head).await;
+        assert!(
+            status == "HTTP/1.1 431 Request Header Fields Too Large" || status == "closed",
+            "{head} bytes: {status}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -235,4 +265,29 @@ async fn when_silent_clients_take_every_slot_scrapes_wait_for_their_timeout() {
         let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(2)).await;
         assert!(closed);
     }
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    // One connection slot: while the client holds it, nobody else is served.
+    let (addr, _stop) = spawn_server(Limits {
+        max_connections: 1,
+        ..short_timeouts()
+    })
+    .await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(20_000);
+    // Pipelined requests, written as far as the server takes them; nothing is ever read.
+    let (_reading, mut writing) = stream.split();
+    let written = tokio::time::timeout(Duration::from_secs(5), writing.write_all(&request)).await;
+    drop(written);
+    // The answers pile up unread until the write deadline closes the connection and frees
+    // the slot for a scrape.
+    let started = std::time::Instant::now();
+    assert_eq!(scrape_status(addr).await, 200);
+    eprintln!(
+        "a client that never reads was cut off after {:?}",
+        started.elapsed()
+    );
+    drop(stream);
 }

@@ -28,7 +28,9 @@ mod endpoints;
 mod exposition;
 mod hostile_clients;
 mod network;
+mod password_flood;
 mod web_config;
+mod web_reload;
 
 // The binary: flags and exit codes, logs, the key kept secret, shutdown on signals.
 mod binary;

@@ -1,5 +1,6 @@
 //! `--web.config.file`: TLS, mutual TLS, basic auth and headers from an exporter-toolkit web
 //! configuration; bad files refused at start-up; certificates reloaded when they change.
+//! Reloads that would weaken protection and files that hang are in `web_reload`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,11 @@ fn install_server_cert(ca: &TestCa, dir: &Path, common_name: &str) -> Issued {
     issued.install(&dir.join("server.crt"), &dir.join("server.key"));
     issued
 }
+
+/// How long a change of the files may take to apply (they are looked at every second).
+const RELOADED: Duration = Duration::from_secs(10);
+/// Long enough for the files to have been looked at three times.
+const THREE_CHECKS: Duration = Duration::from_millis(3500);
 
 const TLS_ONLY: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
@@ -211,30 +217,35 @@ async fn rotated_certificate_is_picked_up_and_a_broken_one_is_not() {
     assert_eq!(served().await, first.der);
 
     let second = install_server_cert(&ca, dir.path(), "second");
-    assert_eq!(
-        served().await,
-        second.der,
-        "renewed certificate not picked up"
-    );
+    wait_for(RELOADED, "the renewed certificate served", || async {
+        served().await == second.der
+    })
+    .await;
 
-    // A half-written certificate, then a broken configuration: the last good one stays.
+    // A half-written certificate, then a broken configuration: the last good one stays
+    // through a few checks of the files.
     write_atomically(
         &dir.path().join("server.crt"),
         b"-----BEGIN CERTIFICATE-----\nnope\n",
     );
+    tokio::time::sleep(THREE_CHECKS).await;
     assert_eq!(served().await, second.der);
     write_atomically(&path, b"tls_server_config: [\n");
+    tokio::time::sleep(THREE_CHECKS).await;
     assert_eq!(served().await, second.der);
 
     // Fixed again: the newest files are loaded.
     write_atomically(&path, TLS_ONLY.as_bytes());
     let third = install_server_cert(&ca, dir.path(), "third");
-    assert_eq!(served().await, third.der);
+    wait_for(RELOADED, "the third certificate served", || async {
+        served().await == third.der
+    })
+    .await;
     app.stop().await.expect("clean stop");
 }
 
 #[tokio::test]
-async fn changed_users_apply_to_the_next_request() {
+async fn changed_users_apply_within_seconds() {
     let (mock, dir) = api().await;
     let user = |password: &str| {
         format!(
@@ -253,7 +264,10 @@ async fn changed_users_apply_to_the_next_request() {
     };
     assert_eq!(status("old").await, 200);
     write_atomically(&path, user("new").as_bytes());
-    assert_eq!(status("old").await, 401);
+    wait_for(RELOADED, "the old password refused", || async {
+        status("old").await == 401
+    })
+    .await;
     assert_eq!(status("new").await, 200);
     app.stop().await.expect("clean stop");
 }

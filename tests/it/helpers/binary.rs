@@ -206,6 +206,22 @@ impl BinApp {
         (status.code(), self.stderr_lines())
     }
 
+    /// Waits for a stderr line that contains `needle`, at most `timeout`; returns the line.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stderr_lines().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {needle:?} within {timeout:?}; stderr:\n{}",
+                self.stderr_lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The stderr lines so far.
     fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().expect("stderr lines").clone()

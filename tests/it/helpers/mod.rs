@@ -11,10 +11,12 @@
 //!   tests.
 //! - [`network`]: the API behind HTTPS with a private CA, and a CONNECT proxy.
 //! - [`exposition`]: reading values out of the `/metrics` text.
+//! - [`flood`]: many connections guessing passwords (`password_flood`).
 
 mod app;
 mod binary;
 mod exposition;
+mod flood;
 mod mock_api;
 mod network;
 mod raw_server;
@@ -23,6 +25,7 @@ mod tls;
 pub use app::*;
 pub use binary::*;
 pub use exposition::*;
+pub use flood::*;
 pub use mock_api::*;
 pub use network::*;
 pub use raw_server::*;
