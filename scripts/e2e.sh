@@ -720,6 +720,26 @@ PY
        "($key_reads reads), failed with reason auth on the revoked key (/readyz 503), took the rotated" \
        "key without a restart (/readyz 200, testsigma_up 1), wrote no file, never logged a key, wrote" \
        "JSON logs and exited 0 on SIGTERM"
+
+    # The README's Docker recipe: a key file written as in "Running it for real" (root, 0600)
+    # cannot be read by the image's user, uid/gid 65532 with no other group; after the
+    # recipe's chgrp and chmod it can.
+    HOSTKEY=$WORK/host-etc-testsigma
+    mkdir -m 0755 "$HOSTKEY"
+    printf '%s' demo-key >"$HOSTKEY/api-key" && chmod 600 "$HOSTKEY/api-key"
+    as_image_user() {
+        setpriv --reuid=65532 --regid=65532 --clear-groups env -i PATH=/usr/bin:/bin \
+            "$SIDE/testsigma-exporter" --once --api-key-file "$HOSTKEY/api-key" --base-url "$SIM_URL"
+    }
+    rc=0; as_image_user >/dev/null 2>"$WORK/recipe-before.log" || rc=$?
+    [ "$rc" = 1 ] && grep -q 'reason=auth' "$WORK/recipe-before.log" \
+        || die "a root-only key file should fail the poll as auth for uid 65532 (exit $rc)"
+    chgrp 65532 "$HOSTKEY/api-key" && chmod 0440 "$HOSTKEY/api-key" # as the README says
+    as_image_user >"$WORK/recipe.prom" 2>"$WORK/recipe-after.log" \
+        || { cat "$WORK/recipe-after.log"; die "the README's Docker recipe: uid 65532 cannot use the key"; }
+    grep -q '^testsigma_up 1' "$WORK/recipe.prom" || die "the README's Docker recipe: the poll did not succeed"
+    ok "the README's Docker key recipe: a root 0600 key fails as auth for uid 65532; after" \
+       "chgrp 65532 and chmod 0440 the poll succeeds"
 fi
 
 step "13. Alerts fire for real failures: exporter stopped, polls failing"
