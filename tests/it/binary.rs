@@ -135,11 +135,12 @@ async fn bad_values_exit_2_with_one_line_naming_the_flag() {
             "TESTSIGMA_POLL_INTERVAL",
             "abc",
         ),
+        // The problem, not the value: a mistaken URL may carry the key.
         (
             &["--base-url", "not a url"],
             "--base-url",
             "TESTSIGMA_BASE_URL",
-            "not a url",
+            "not a URL",
         ),
         (
             &["--page-size", "0"],
