@@ -144,6 +144,8 @@ pub async fn watch(web: Arc<WebConfig>, mut stopped: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(CHECK_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut refused: Option<Vec<Stamp>> = None;
+    // The last refusal logged, so a version that keeps failing is logged once.
+    let mut last_refusal: Option<String> = None;
     // A look that has not finished in time: no other starts until it has.
     let mut hung: Option<JoinHandle<Check>> = None;
     loop {
@@ -177,12 +179,25 @@ pub async fn watch(web: Arc<WebConfig>, mut stopped: watch::Receiver<bool>) {
             Ok(Ok(Check::Unchanged)) => {}
             Ok(Ok(Check::Reloaded(new))) => {
                 web.active.store(Arc::new(new));
-                refused = None;
+                (refused, last_refusal) = (None, None);
                 info!(file = %web.path.display(), "web configuration reloaded");
             }
             Ok(Ok(Check::Refused(e, seen))) => {
-                error!(error = %e, "cannot reload the web configuration; the last good one stays in force");
-                refused = Some(seen);
+                let text = e.to_string();
+                if last_refusal.as_deref() != Some(text.as_str()) {
+                    error!(error = %text, "cannot reload the web configuration; the last good one stays in force");
+                }
+                // A version that does not load may name a file yet to come (a Secret updated
+                // after its ConfigMap), which the stamps of the version in force do not
+                // cover: look again at the next check. One that loads but is refused waits
+                // for its files to change.
+                refused = match e {
+                    Error::Read { .. } | Error::Invalid { .. } => None,
+                    Error::TlsTurnedOn { .. } | Error::Empty { .. } | Error::Weakened { .. } => {
+                        Some(seen)
+                    }
+                };
+                last_refusal = Some(text);
             }
         }
     }

@@ -245,6 +245,46 @@ async fn rotated_certificate_is_picked_up_and_a_broken_one_is_not() {
 }
 
 #[tokio::test]
+async fn a_configuration_naming_files_yet_to_come_loads_when_they_arrive() {
+    let (mock, dir) = api().await;
+    let ca = TestCa::new("test CA");
+    let first = install_server_cert(&ca, dir.path(), "first");
+    let path = web_config(dir.path(), TLS_ONLY);
+    let mut app = spawn_with(&mock, &path).await;
+    app.use_https(ca.client_trusting(None));
+    let served = || async {
+        let response = app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("HTTPS request");
+        peer_certificate(&response)
+    };
+    assert_eq!(served().await, first.der);
+    // A ConfigMap updated before its Secret: the new names do not exist yet.
+    write_atomically(
+        &path,
+        b"tls_server_config:\n  cert_file: new.crt\n  key_file: new.key\n",
+    );
+    tokio::time::sleep(THREE_CHECKS).await;
+    assert_eq!(
+        served().await,
+        first.der,
+        "the last good one stays meanwhile"
+    );
+    let second = ca.server("second");
+    second.install(&dir.path().join("new.crt"), &dir.path().join("new.key"));
+    wait_for(
+        RELOADED,
+        "the certificate under its new name served",
+        || async { served().await == second.der },
+    )
+    .await;
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn changed_users_apply_within_seconds() {
     let (mock, dir) = api().await;
     let user = |password: &str| {
