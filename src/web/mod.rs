@@ -190,7 +190,8 @@ pub fn protect(app: Router, web: Arc<WebConfig>) -> Router {
 
 async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) -> Response {
     let active = web.current();
-    let verdict = if active.users.is_empty() || OPEN_PATHS.contains(&request.uri().path()) {
+    let probe = OPEN_PATHS.contains(&request.uri().path());
+    let verdict = if active.users.is_empty() || probe {
         Verdict::Granted
     } else {
         web.auth
@@ -220,6 +221,15 @@ async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) 
         )
             .into_response(),
     };
+    // Likewise for the probes, open to anyone when the rest needs a password: clients with no
+    // credentials cannot hold connection slots by asking for /healthz now and then. Probes
+    // (the kubelet's) open a connection for each check anyway.
+    if probe && !active.users.is_empty() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     for (name, value) in &active.headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }

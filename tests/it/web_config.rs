@@ -183,10 +183,17 @@ async fn basic_auth_guards_everything_but_the_probes() {
     assert!(response.text().await.unwrap().contains("testsigma_up"));
     assert_eq!(get("/nowhere", right.clone()).await.status(), 404);
 
-    // kubelet probes carry no credentials.
+    // kubelet probes carry no credentials; their connections are not kept, so clients without
+    // credentials cannot hold connection slots through them.
     let health = get("/healthz", None).await;
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-frame-options"], "deny");
+    assert_eq!(health.headers()["connection"], "close");
+    let scrape = get("/metrics", right.clone()).await;
+    assert!(
+        scrape.headers().get("connection").is_none(),
+        "a scraper keeps its connection"
+    );
     wait_for(
         Duration::from_secs(10),
         "/readyz 200 without credentials",
