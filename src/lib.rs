@@ -29,7 +29,8 @@
 //! - `web` adds TLS, basic auth and response headers from `--web.config.file`, reloading
 //!   the file and its certificates off the serving path when they change, and refusing a
 //!   version that would weaken protection.
-//! - `demo` is a simulated API on loopback for `--demo`.
+//! - `demo` is a simulated API on loopback for `--demo`; `files` reads the files others write
+//!   (regular files only, bounded), for `web` and the client's `--api-ca-file`.
 //!
 //! [`run`] loads the web configuration and wires the parts together until a shutdown
 //! signal; [`once`] polls once for `--once`.
@@ -38,6 +39,7 @@ pub mod api;
 pub mod census;
 pub mod config;
 mod demo;
+mod files;
 pub mod metrics;
 pub mod poller;
 pub mod server;

@@ -7,7 +7,6 @@
 //! once, when the client is built.
 
 use std::error::Error as StdError;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,24 +79,10 @@ fn read_ca_file(path: &Path) -> Result<(&Path, Vec<CertificateDer<'static>>), Ca
         path: path.to_owned(),
         problem,
     };
-    let cannot_read = |e: std::io::Error| fail(format!("cannot read it: {e}"));
-    // Only a regular file (through symlinks, as Kubernetes mounts them): opening a FIFO or
-    // reading a device would hold start-up forever.
-    if !std::fs::metadata(path).map_err(cannot_read)?.is_file() {
-        return Err(fail("is not a regular file".to_owned()));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .map_err(cannot_read)?
-        .take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot_read)?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(fail(format!(
-            "is larger than {} MiB, so not a CA bundle",
-            MAX_CA_FILE_BYTES >> 20
-        )));
-    }
+    // Only a regular file (through symlinks, as Kubernetes mounts them), opened without
+    // blocking: a FIFO or a device would hold start-up forever.
+    let bytes = crate::files::read_regular(path, MAX_CA_FILE_BYTES)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(format!("is not valid PEM: {e}")))?;
@@ -226,7 +211,10 @@ mod tests {
             "{err}"
         );
         let err = client_config(Some(dir.path())).unwrap_err().to_string();
-        assert!(err.ends_with(": is not a regular file"), "{err}");
+        assert!(
+            err.contains(": cannot read it: not a regular file"),
+            "{err}"
+        );
         assert!(client_config(None).is_ok());
     }
 }

@@ -4,7 +4,6 @@
 //! - [`config`] parses and validates the YAML (pure).
 //! - [`tls`] turns it into a rustls server configuration.
 //! - [`auth`] checks basic-auth credentials against bcrypt hashes, with a cache.
-//! - [`files`] reads the files: regular files only, bounded in size.
 //! - [`reload`] watches the files off the serving path and refuses a version that would
 //!   weaken protection.
 //!
@@ -16,7 +15,6 @@
 
 pub mod auth;
 pub mod config;
-pub mod files;
 pub mod reload;
 pub mod tls;
 
@@ -59,6 +57,10 @@ pub enum Error {
     #[error("{}: refused, as it would weaken protection: {changes}; restart the exporter to apply it", path.display())]
     Weakened { path: PathBuf, changes: String },
 }
+
+/// The largest web configuration or PEM file read (regular files only, see
+/// [`crate::files`]); a certificate bundle is far smaller.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// The web configuration in force, reloaded by [`WebConfig::watch`] when its files change.
 pub struct WebConfig {
@@ -137,7 +139,7 @@ fn build(path: &Path, previous: Option<&Active>) -> Result<Active, Error> {
         path: path.to_owned(),
         source,
     };
-    let bytes = files::read_regular(path).map_err(read_error)?;
+    let bytes = crate::files::read_regular(path, MAX_FILE_BYTES).map_err(read_error)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         read_error(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

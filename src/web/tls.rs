@@ -92,7 +92,7 @@ fn private_key(pem: &Pem) -> Result<PrivateKeyDer<'static>, Invalid> {
 fn read(pem: &Pem, key: &str) -> Result<Vec<u8>, Invalid> {
     match pem {
         Pem::Inline(text) => Ok(text.as_bytes().to_vec()),
-        Pem::File(path) => super::files::read_regular(path)
+        Pem::File(path) => crate::files::read_regular(path, super::MAX_FILE_BYTES)
             .map_err(|e| format!("{}: cannot read: {e}", describe(pem, key)).into()),
     }
 }

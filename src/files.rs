@@ -1,15 +1,13 @@
-//! Reading the web configuration and the PEM files it names without hanging and without
-//! unbounded memory: regular files only (a FIFO or a device is refused before a byte is
-//! read), opened without blocking, and at most [`MAX_FILE_BYTES`] each.
+//! Reading a file someone else wrote (the web configuration, the PEM files it names,
+//! `--api-ca-file`) without hanging and without unbounded memory: regular files only (a FIFO
+//! or a device is refused before a byte is read), opened without blocking, and at most a given
+//! size.
 
 use std::io::{self, Read};
 use std::path::Path;
 
-/// The largest web configuration or PEM file read; a certificate bundle is far smaller.
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// The bytes of the regular file at `path`, at most [`MAX_FILE_BYTES`].
-pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+/// The bytes of the regular file at `path`, which must hold at most `max_bytes`.
+pub fn read_regular(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
     let not_regular = || {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -31,11 +29,11 @@ pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
         return Err(not_regular());
     }
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
+    file.take(max_bytes + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("larger than {} MiB", MAX_FILE_BYTES >> 20),
+            format!("larger than {max_bytes} bytes"),
         ));
     }
     Ok(bytes)
@@ -50,16 +48,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let small = dir.path().join("small");
         std::fs::write(&small, b"hello").unwrap();
-        assert_eq!(read_regular(&small).unwrap(), b"hello");
+        assert_eq!(read_regular(&small, 5).unwrap(), b"hello");
+        let e = read_regular(&small, 4).unwrap_err();
+        assert!(e.to_string().contains("larger than 4 bytes"), "{e}");
 
-        let big = dir.path().join("big");
-        std::fs::write(&big, vec![b'x'; MAX_FILE_BYTES as usize + 1]).unwrap();
-        let e = read_regular(&big).unwrap_err();
-        assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
-
-        let e = read_regular(dir.path()).unwrap_err();
+        let e = read_regular(dir.path(), 5).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
-        assert!(read_regular(&dir.path().join("absent")).is_err());
+        assert!(read_regular(&dir.path().join("absent"), 5).is_err());
     }
 
     #[cfg(target_os = "linux")]
@@ -70,7 +65,7 @@ mod tests {
         let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo reads a NUL-terminated path and creates a FIFO there.
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-        let e = read_regular(&fifo).unwrap_err();
+        let e = read_regular(&fifo, 5).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
     }
 }
