@@ -203,25 +203,60 @@ async fn basic_auth_guards_everything_but_the_probes() {
     app.stop().await.expect("clean stop");
 }
 
-#[tokio::test]
-async fn rotated_certificate_is_picked_up_and_a_broken_one_is_not() {
+/// The exporter serving [`TLS_ONLY`] over HTTPS with a certificate "first" from a new CA.
+struct TlsApp {
+    _mock: MockServer,
+    dir: tempfile::TempDir,
+    ca: TestCa,
+    /// The web configuration's path.
+    path: PathBuf,
+    app: TestApp,
+    first: Issued,
+}
+
+/// A [`TlsApp`], checked to serve "first".
+async fn tls_app() -> TlsApp {
     let (mock, dir) = api().await;
     let ca = TestCa::new("test CA");
     let first = install_server_cert(&ca, dir.path(), "first");
     let path = web_config(dir.path(), TLS_ONLY);
     let mut app = spawn_with(&mock, &path).await;
     app.use_https(ca.client_trusting(None));
-    let served = || async {
-        let response = app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("HTTPS request");
-        assert_eq!(response.status(), 200);
-        peer_certificate(&response)
-    };
-    assert_eq!(served().await, first.der);
+    assert_eq!(served_certificate(&app).await, first.der);
+    TlsApp {
+        _mock: mock,
+        dir,
+        ca,
+        path,
+        app,
+        first,
+    }
+}
+
+/// The DER of the certificate `app` shows for `/healthz`, which must answer 200.
+async fn served_certificate(app: &TestApp) -> Vec<u8> {
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(response.status(), 200);
+    peer_certificate(&response)
+}
+
+#[tokio::test]
+async fn rotated_certificate_is_picked_up_and_a_broken_one_is_not() {
+    // The mock is bound, not left to `..`, which would drop it here.
+    let TlsApp {
+        _mock,
+        dir,
+        ca,
+        path,
+        app,
+        first: _,
+    } = tls_app().await;
+    let served = || served_certificate(&app);
 
     let second = install_server_cert(&ca, dir.path(), "second");
     wait_for(RELOADED, "the renewed certificate served", || async {
@@ -253,22 +288,15 @@ async fn rotated_certificate_is_picked_up_and_a_broken_one_is_not() {
 
 #[tokio::test]
 async fn a_configuration_naming_files_yet_to_come_loads_when_they_arrive() {
-    let (mock, dir) = api().await;
-    let ca = TestCa::new("test CA");
-    let first = install_server_cert(&ca, dir.path(), "first");
-    let path = web_config(dir.path(), TLS_ONLY);
-    let mut app = spawn_with(&mock, &path).await;
-    app.use_https(ca.client_trusting(None));
-    let served = || async {
-        let response = app
-            .http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .expect("HTTPS request");
-        peer_certificate(&response)
-    };
-    assert_eq!(served().await, first.der);
+    let TlsApp {
+        dir,
+        ca,
+        path,
+        app,
+        first,
+        _mock,
+    } = tls_app().await;
+    let served = || served_certificate(&app);
     // A ConfigMap updated before its Secret: the new names do not exist yet.
     write_atomically(
         &path,
