@@ -29,6 +29,7 @@ mod exposition;
 mod hostile_clients;
 mod network;
 mod password_flood;
+mod toolkit_peer;
 mod web_config;
 mod web_reload;
 
