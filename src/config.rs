@@ -150,7 +150,9 @@ pub struct Cli {
     #[arg(
         long = "web.config.file",
         env = "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
-        value_name = "PATH"
+        value_name = "PATH",
+        // '' means no file, as with the toolkit.
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
     )]
     pub web_config_file: Option<PathBuf>,
 
@@ -297,7 +299,7 @@ impl Cli {
             max_retries: self.max_retries,
             max_request_rate: Some(self.max_request_rate).filter(|r| *r > 0.0),
             max_statuses: self.max_statuses,
-            web_config_file: self.web_config_file,
+            web_config_file: self.web_config_file.filter(|p| !p.as_os_str().is_empty()),
             once: self.once,
             demo: self.demo,
             retry_backoff: crate::api::BACKOFF_BASE,

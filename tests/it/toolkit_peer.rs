@@ -94,9 +94,9 @@ impl Expect {
         use Outcome as O;
         match (self, outcome) {
             (Expect::Serves, O::Answered(a)) => a.iter().all(|(s, _)| *s == 200),
-            (Expect::Suite(suite), O::Answered(a)) => {
-                a.iter().all(|(s, negotiated)| *s == 200 && *negotiated == Some(*suite))
-            }
+            (Expect::Suite(suite), O::Answered(a)) => a
+                .iter()
+                .all(|(s, negotiated)| *s == 200 && *negotiated == Some(*suite)),
             (Expect::Refused(needle), O::Refused(message)) => message.contains(needle),
             (Expect::Status(status), O::Answered(a)) => a.iter().any(|(s, _)| s == status),
             (Expect::PlainToTls, O::PlainToTls) => true,
@@ -186,7 +186,19 @@ async fn the_toolkit_cases_behave_as_the_toolkit_expects() {
             ));
         }
     }
-    let same = report.iter().filter(|l| l.contains("as the toolkit")).count();
-    println!("{}\n{same} of {} cases as the toolkit", report.join("\n"), cases::CASES.len());
-    assert!(failed.is_empty(), "{} cases:\n{}", failed.len(), failed.join("\n"));
+    let same = report
+        .iter()
+        .filter(|l| l.contains("as the toolkit"))
+        .count();
+    println!(
+        "{}\n{same} of {} cases as the toolkit",
+        report.join("\n"),
+        cases::CASES.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} cases:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
 }

@@ -41,7 +41,8 @@ async fn exchange(
     let spec = match client {
         Client::Plain => {
             let head = http_get(tcp, user).await?;
-            if head.starts_with("HTTP/1.1 400") && head.contains("HTTP request to an HTTPS server") {
+            if head.starts_with("HTTP/1.1 400") && head.contains("HTTP request to an HTTPS server")
+            {
                 return Ok(Answer::PlainToTls);
             }
             return Ok(Answer::Status(status(&head)?, None));
@@ -75,7 +76,8 @@ async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
         format!("Authorization: Basic {token}\r\n")
     });
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+    let request =
+        format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -121,20 +123,29 @@ fn rustls_suite(id: u16) -> Option<rustls::SupportedCipherSuite> {
 fn client_config(spec: &TlsClient) -> Result<rustls::ClientConfig, String> {
     let mut provider = rustls::crypto::ring::default_provider();
     if !spec.ciphers.is_empty() {
-        provider.cipher_suites.retain(|s| {
-            s.version() == &rustls::version::TLS13 || spec.ciphers.contains(&u16::from(s.suite()))
-        });
+        // Offered in the case's order, as Go's client orders AES-128 before AES-256.
+        provider
+            .cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13);
+        provider
+            .cipher_suites
+            .extend(spec.ciphers.iter().filter_map(|id| rustls_suite(*id)));
     }
     if !spec.curves.is_empty() {
         provider
             .kx_groups
             .retain(|g| spec.curves.contains(&u16::from(g.name())));
         if provider.kx_groups.is_empty() {
-            return Err(format!("the test client cannot offer groups {:?}", spec.curves));
+            return Err(format!(
+                "the test client cannot offer groups {:?}",
+                spec.curves
+            ));
         }
     }
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(testdata().join("tls-ca-chain.pem")).expect("CA chain") {
+    for cert in
+        CertificateDer::pem_file_iter(testdata().join("tls-ca-chain.pem")).expect("CA chain")
+    {
         roots.add(cert.expect("CA PEM")).expect("CA");
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
@@ -149,8 +160,11 @@ fn client_config(spec: &TlsClient) -> Result<rustls::ClientConfig, String> {
                 .expect("client certificate")
                 .collect::<Result<Vec<_>, _>>()
                 .expect("client certificate PEM");
-            let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).expect("client key");
-            builder.with_client_auth_cert(certs, key).expect("client identity")
+            let key =
+                PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).expect("client key");
+            builder
+                .with_client_auth_cert(certs, key)
+                .expect("client identity")
         }
     })
 }
@@ -169,7 +183,12 @@ async fn raw_hello(mut tcp: TcpStream, spec: &TlsClient) -> String {
         extensions.extend((body.len() as u16).to_be_bytes());
         extensions.extend(body);
     };
-    ext(0x0000, &[0, 12, 0, 0, 9, b'l', b'o', b'c', b'a', b'l', b'h', b'o', b's', b't']);
+    ext(
+        0x0000,
+        &[
+            0, 12, 0, 0, 9, b'l', b'o', b'c', b'a', b'l', b'h', b'o', b's', b't',
+        ],
+    );
     ext(0x000a, &[0, 6, 0, 29, 0, 23, 0, 24]);
     ext(0x000b, &[1, 0]);
     ext(0x000d, &[0, 6, 0x04, 0x01, 0x08, 0x04, 0x04, 0x03]);
