@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of --web.config.file with real tools: openssl makes a throw-away CA and a
 # server certificate, htpasswd a bcrypt hash; the release binary runs in --demo mode over TLS
-# with basic auth; curl checks what a client sees; and a real Prometheus scrapes the exporter
+# with basic auth; curl checks what a client sees (HTTP/1.1 and HTTP/2); and a real Prometheus scrapes the exporter
 # with scheme: https, tls_config and basic_auth, and must see the target up (and a job with the
 # wrong password down, with a 401). Then hostile clients (scripts/lib/hostile.py): 520
 # connections guessing passwords while a verified scraper must answer within 2 s, and a
@@ -95,6 +95,12 @@ grep -qi '^x-content-type-options: nosniff' headers.txt || die "configured heade
 code=$(http_code --cacert ca.crt "https://$EXP/readyz")
 [ "$code" = 200 ] || [ "$code" = 503 ] || die "/readyz without credentials: expected 200 or 503, got $code"
 ok "right password scrapes; configured header sent; /healthz and /readyz open without credentials"
+version=$(curl -sS --max-time 5 --http2 --cacert ca.crt -u "$USER_NAME:$PASSWORD" \
+    -o /dev/null -w '%{http_version}' "https://$EXP/metrics") || die "HTTP/2 scrape failed"
+[ "$version" = 2 ] || die "curl --http2 over TLS: expected HTTP/2, got HTTP/$version"
+code=$(http_code --http2 --cacert ca.crt -u "$USER_NAME:$PASSWORD" "https://$EXP/metrics")
+[ "$code" = 200 ] || die "HTTP/2 scrape with the right password: expected 200, got $code"
+ok "HTTP/2 negotiated over TLS (ALPN h2) and served, as by the toolkit"
 
 step "4. A real Prometheus scrapes it with scheme https, tls_config and basic_auth"
 PROM_PORT=$(free_port)

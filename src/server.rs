@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +40,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections get this long to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Requests at once on one HTTP/2 connection (Prometheus sends one at a time).
+pub const H2_MAX_STREAMS: u32 = 32;
+/// At most one warning about failed TLS handshakes this often; the others are counted.
+pub const HANDSHAKE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -247,6 +251,14 @@ pub async fn serve_with(
         .max_header_size(limits.max_header_bytes)
         // hyper panics below 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192));
+    // HTTP/2, when TLS negotiates it by ALPN (never in plain text, as Go's servers): the same
+    // connection slots, handshake deadline and idle deadlines as HTTP/1.1, the same bound on
+    // the request head, and few requests at once per connection.
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let handshake_log = Arc::new(HandshakeLog::default());
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let stop = async move {
@@ -265,6 +277,7 @@ pub async fn serve_with(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let (http, watcher, web) = (http.clone(), graceful.watcher(), web.clone());
+        let (h2, handshake_log) = (h2.clone(), handshake_log.clone());
         let timeout = limits.header_read_timeout;
         let idle = limits.idle_timeout;
         tokio::spawn(async move {
@@ -277,13 +290,18 @@ pub async fn serve_with(
                         .await
                 }
                 Some(acceptor) => match handshake(&acceptor, stream, timeout, idle).await {
+                    Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                        watcher
+                            .watch(h2.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
                     Ok(stream) => {
                         watcher
                             .watch(http.serve_connection(TokioIo::new(stream), service))
                             .await
                     }
                     Err(e) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
+                        handshake_log.failed(peer, &e, std::time::Instant::now());
                         Ok(())
                     }
                 },
@@ -337,6 +355,48 @@ async fn handshake(
     tokio::time::timeout(timeout, acceptor.accept(with_deadlines(stream, idle)))
         .await
         .map_err(|_| timed_out())?
+}
+
+/// Failed TLS handshakes, for the operator: why a scraper is refused (a certificate it does
+/// not trust, no common cipher suite, plain HTTP...) is a warning, at most one every
+/// [`HANDSHAKE_LOG_INTERVAL`] with the number of others since. Connections that close or
+/// stall before a word of TLS (port scans, TCP health checks) stay at debug level.
+#[derive(Default)]
+struct HandshakeLog {
+    /// When the last warning was logged, and the failures not logged since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl HandshakeLog {
+    fn failed(&self, peer: SocketAddr, error: &io::Error, now: std::time::Instant) {
+        // rustls' errors (and the plain-HTTP one) are InvalidData; EOF, resets and time-outs
+        // are not the client's TLS settings.
+        if error.kind() != io::ErrorKind::InvalidData {
+            debug!(%peer, error = %error, "TLS handshake failed");
+            return;
+        }
+        match self.due(now) {
+            Some(suppressed) => warn!(
+                %peer,
+                error = %error,
+                suppressed,
+                "TLS handshake failed; suppressed counts the failures not logged since the last such line"
+            ),
+            None => debug!(%peer, error = %error, "TLS handshake failed"),
+        }
+    }
+
+    /// Whether a warning is due now; if so, how many failures were not logged before it.
+    fn due(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, suppressed) = *state;
+        if last.is_some_and(|last| now.saturating_duration_since(last) < HANDSHAKE_LOG_INTERVAL) {
+            *state = (last, suppressed + 1);
+            return None;
+        }
+        *state = (Some(now), 0);
+        Some(suppressed)
+    }
 }
 
 const PLAIN_HTTP_TO_TLS: &[u8] =

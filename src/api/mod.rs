@@ -6,7 +6,7 @@
 mod error;
 mod pacing;
 pub mod page;
-mod tls;
+pub(crate) mod tls;
 mod walk;
 
 use std::borrow::Cow;

@@ -49,7 +49,7 @@ pub(super) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
 }
 
 /// The system's CA certificates, or Mozilla's where it has none.
-fn system_roots() -> RootCertStore {
+pub(crate) fn system_roots() -> RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
         warn!(%error, "cannot read part of the system's certificate store (check SSL_CERT_FILE and SSL_CERT_DIR)");

@@ -185,7 +185,9 @@ pub struct Cli {
     #[arg(
         long = "web.config.file",
         env = "TESTSIGMA_EXPORTER_WEB_CONFIG_FILE",
-        value_name = "PATH"
+        value_name = "PATH",
+        // '' means no file, as with the toolkit.
+        value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from)
     )]
     pub web_config_file: Option<PathBuf>,
 
@@ -339,7 +341,7 @@ impl Cli {
             poll_timeout: self.poll_timeout,
             users_by_email_domain: self.users_by_email_domain,
             max_email_domains: self.max_email_domains,
-            web_config_file: self.web_config_file,
+            web_config_file: self.web_config_file.filter(|p| !p.as_os_str().is_empty()),
             once: self.once,
             demo: self.demo,
             retry_backoff: crate::api::BACKOFF_BASE,

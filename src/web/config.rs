@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use axum::http::{HeaderName, HeaderValue};
-use serde::de::IgnoredAny;
 use serde::Deserialize;
+
+pub use super::rate::RateLimit;
+pub use super::suites::{Cipher, Curve};
 
 /// Why a web configuration cannot be used: one line naming the key or file at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,10 @@ pub struct WebFile {
     pub users: BTreeMap<String, String>,
     /// Extra response headers, already checked against the toolkit's allow-list.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `http_server_config.http2`: offer HTTP/2 (ALPN `h2`) over TLS; on by default.
+    pub http2: bool,
+    /// `rate_limit`; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl WebFile {
@@ -51,7 +57,7 @@ impl WebFile {
         let mut pems = vec![&tls.cert, &tls.key];
         match &tls.client_auth {
             ClientAuth::None => {}
-            ClientAuth::VerifyIfGiven(ca) | ClientAuth::RequireAndVerify(ca) => pems.push(ca),
+            ClientAuth::VerifyIfGiven(ca) | ClientAuth::RequireAndVerify(ca) => pems.extend(ca),
         }
         pems.into_iter()
             .filter_map(|pem| match pem {
@@ -69,6 +75,8 @@ impl fmt::Debug for WebFile {
             .field("tls", &self.tls)
             .field("users", &self.users.keys().collect::<Vec<_>>())
             .field("headers", &self.headers)
+            .field("http2", &self.http2)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -83,6 +91,13 @@ pub struct TlsSettings {
     pub max_version: TlsVersion,
     /// Choose the cipher suite by the server's order rather than the client's.
     pub prefer_server_cipher_suites: bool,
+    /// TLS 1.2 suites allowed, in the server's order; empty: rustls' defaults.
+    pub cipher_suites: Vec<Cipher>,
+    /// Key exchange groups allowed, in order; empty: rustls' defaults.
+    pub curves: Vec<Curve>,
+    /// `client_allowed_sans`: a client certificate must carry one of these SANs (DNS name,
+    /// e-mail address, IP address or URI, compared as text, as the toolkit does).
+    pub client_allowed_sans: Option<Vec<String>>,
 }
 
 /// PEM text, from a file (re-read when it changes) or inline in the web configuration.
@@ -102,16 +117,17 @@ impl fmt::Debug for Pem {
     }
 }
 
-/// Whether and how clients must show a certificate.
+/// Whether and how clients must show a certificate, and the CA it must chain to: the one
+/// configured, or (`None`, as Go does without `client_ca_file`) the system's roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientAuth {
     /// `NoClientCert`.
     None,
     /// `VerifyClientCertIfGiven`: a certificate is optional, but one that is sent must chain
     /// to the CA.
-    VerifyIfGiven(Pem),
+    VerifyIfGiven(Option<Pem>),
     /// `RequireAndVerifyClientCert`: mutual TLS.
-    RequireAndVerify(Pem),
+    RequireAndVerify(Option<Pem>),
 }
 
 /// A TLS protocol version rustls speaks.
@@ -137,7 +153,15 @@ struct RawFile {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
     basic_auth_users: Option<BTreeMap<String, String>>,
-    rate_limit: Option<IgnoredAny>,
+    rate_limit: Option<RawRateLimit>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    /// A Go duration (`1s`, `500ms`) or a number of nanoseconds (`0`).
+    interval: Option<serde_norway::Value>,
+    burst: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -153,9 +177,9 @@ struct RawTls {
     min_version: Option<String>,
     max_version: Option<String>,
     prefer_server_cipher_suites: Option<bool>,
-    cipher_suites: Option<IgnoredAny>,
-    curve_preferences: Option<IgnoredAny>,
-    client_allowed_sans: Option<IgnoredAny>,
+    cipher_suites: Option<Vec<String>>,
+    curve_preferences: Option<Vec<String>>,
+    client_allowed_sans: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -176,20 +200,21 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebFile, Invalid> {
             .map_err(|e| one_line(&e.to_string()))?
             .unwrap_or_default()
     };
-    if raw.rate_limit.is_some() {
-        return Err(unsupported(
-            "rate_limit",
-            "limit scrapers in Prometheus or a proxy instead",
-        ));
-    }
+    let rate_limit = match raw.rate_limit {
+        Some(limit) => rate_limit(limit)?,
+        None => None,
+    };
     let tls = match raw.tls_server_config {
         Some(tls) => parse_tls(tls, dir)?,
         None => None,
     };
-    let headers = match raw.http_server_config {
-        Some(http) => parse_http(http)?,
-        None => Vec::new(),
-    };
+    let http = raw.http_server_config.unwrap_or_default();
+    let http2 = http.http2.unwrap_or(true);
+    let headers = parse_http(http)?;
+    if let Some(tls) = tls.as_ref().filter(|_| http2) {
+        let tls12 = tls.min_version < TlsVersion::Tls13;
+        super::suites::http2_check(&tls.cipher_suites, tls12)?;
+    }
     let users = raw.basic_auth_users.unwrap_or_default();
     for (user, hash) in &users {
         if user.contains(':') {
@@ -198,10 +223,18 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebFile, Invalid> {
             )
             .into());
         }
-        if bcrypt::HashParts::from_str(hash).is_err() {
+        let Ok(parts) = bcrypt::HashParts::from_str(hash) else {
             return Err(format!(
                 "basic_auth_users: the password of {user:?} is not a bcrypt hash \
                  (make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'`)"
+            )
+            .into());
+        };
+        // As Go's bcrypt.Cost, which the toolkit checks at start-up.
+        if !(4..=31).contains(&parts.get_cost()) {
+            return Err(format!(
+                "basic_auth_users: the password hash of {user:?} has bcrypt cost {}, outside 4..31",
+                parts.get_cost()
             )
             .into());
         }
@@ -210,31 +243,23 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebFile, Invalid> {
         tls,
         users,
         headers,
+        http2,
+        rate_limit,
     })
 }
 
+fn rate_limit(raw: RawRateLimit) -> Result<Option<RateLimit>, Invalid> {
+    super::rate::settings(raw.interval, raw.burst).map_err(Invalid::from)
+}
+
 fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
-    for (key, set, why) in [
-        (
-            "cipher_suites",
-            raw.cipher_suites.is_some(),
-            "rustls offers only its own safe suites",
-        ),
-        (
-            "curve_preferences",
-            raw.curve_preferences.is_some(),
-            "rustls offers only its own safe key exchange groups",
-        ),
-        (
-            "client_allowed_sans",
-            raw.client_allowed_sans.is_some(),
-            "use a client CA that issues only to allowed clients",
-        ),
-    ] {
-        if set {
-            return Err(unsupported(&format!("tls_server_config.{key}"), why));
-        }
-    }
+    let cipher_suites = named_list("cipher_suites", raw.cipher_suites, "cipher", Cipher::named)?;
+    let curves = named_list(
+        "curve_preferences",
+        raw.curve_preferences,
+        "curve",
+        Curve::named,
+    )?;
     let cert = pem_source("cert", raw.cert, "cert_file", raw.cert_file, dir)?;
     let key = pem_source("key", raw.key, "key_file", raw.key_file, dir)?;
     let client_ca = pem_source(
@@ -251,7 +276,10 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
         || client_auth_type.is_some()
         || non_empty(raw.min_version.clone()).is_some()
         || non_empty(raw.max_version.clone()).is_some()
-        || raw.prefer_server_cipher_suites.is_some();
+        || raw.prefer_server_cipher_suites.is_some()
+        || !cipher_suites.is_empty()
+        || !curves.is_empty()
+        || raw.client_allowed_sans.is_some();
     if !any_set {
         return Ok(None);
     }
@@ -266,14 +294,8 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
                     .into(),
             )
         }
-        (Some("VerifyClientCertIfGiven"), Some(ca)) => ClientAuth::VerifyIfGiven(ca),
-        (Some("RequireAndVerifyClientCert"), Some(ca)) => ClientAuth::RequireAndVerify(ca),
-        (Some(kind @ ("VerifyClientCertIfGiven" | "RequireAndVerifyClientCert")), None) => {
-            return Err(format!(
-                "tls_server_config: client_auth_type {kind} needs client_ca_file or client_ca"
-            )
-            .into())
-        }
+        (Some("VerifyClientCertIfGiven"), ca) => ClientAuth::VerifyIfGiven(ca),
+        (Some("RequireAndVerifyClientCert"), ca) => ClientAuth::RequireAndVerify(ca),
         (Some(kind @ ("RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert")), _) => {
             return Err(format!(
                 "tls_server_config.client_auth_type {kind} is not supported by \
@@ -290,6 +312,13 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
             .into())
         }
     };
+    if raw.client_allowed_sans.is_some() && client_auth == ClientAuth::None {
+        return Err(
+            "tls_server_config: client_allowed_sans needs client_auth_type \
+                    RequireAndVerifyClientCert (or VerifyClientCertIfGiven)"
+                .into(),
+        );
+    }
     let min_version = tls_version("min_version", raw.min_version)?.unwrap_or(TlsVersion::Tls12);
     let max_version = tls_version("max_version", raw.max_version)?.unwrap_or(TlsVersion::Tls13);
     if min_version > max_version {
@@ -302,7 +331,27 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
         min_version,
         max_version,
         prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
+        cipher_suites,
+        curves,
+        client_allowed_sans: raw.client_allowed_sans,
     }))
+}
+
+/// `cipher_suites` or `curve_preferences`: Go's names, an unknown one refused by name.
+fn named_list<T>(
+    key: &str,
+    names: Option<Vec<String>>,
+    what: &str,
+    named: fn(&str) -> Option<T>,
+) -> Result<Vec<T>, Invalid> {
+    names
+        .unwrap_or_default()
+        .iter()
+        .map(|name| {
+            named(name)
+                .ok_or_else(|| format!("tls_server_config.{key}: unknown {what} {name}").into())
+        })
+        .collect()
 }
 
 /// One of an inline PEM value and a file, as the toolkit allows, but not both.
@@ -342,13 +391,6 @@ fn tls_version(key: &str, raw: Option<String>) -> Result<Option<TlsVersion>, Inv
 }
 
 fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, Invalid> {
-    if raw.http2 == Some(true) {
-        return Err(unsupported(
-            "http_server_config.http2: true",
-            "the exporter serves HTTP/1.1, which is what Prometheus scrapes with; \
-             remove the key or set it to false",
-        ));
-    }
     let mut headers = Vec::new();
     for (name, value) in raw.headers.unwrap_or_default() {
         let Some((_, allowed)) = ALLOWED_HEADERS.iter().find(|(n, _)| *n == name) else {
@@ -377,12 +419,6 @@ fn parse_http(raw: RawHttp) -> Result<Vec<(HeaderName, HeaderValue)>, Invalid> {
         headers.push((name, value));
     }
     Ok(headers)
-}
-
-fn unsupported(key: &str, why: &str) -> Invalid {
-    Invalid(format!(
-        "{key} is not supported by testsigma-exporter ({why})"
-    ))
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -446,10 +482,15 @@ tls_server_config:
             TlsSettings {
                 cert: Pem::File("/etc/exporter/tls/server.crt".into()),
                 key: Pem::File("/keys/server.key".into()),
-                client_auth: ClientAuth::RequireAndVerify(Pem::File("/etc/exporter/ca.crt".into())),
+                client_auth: ClientAuth::RequireAndVerify(Some(Pem::File(
+                    "/etc/exporter/ca.crt".into()
+                ))),
                 min_version: TlsVersion::Tls13,
                 max_version: TlsVersion::Tls13,
                 prefer_server_cipher_suites: false,
+                cipher_suites: Vec::new(),
+                curves: Vec::new(),
+                client_allowed_sans: None,
             }
         );
     }
@@ -517,7 +558,14 @@ tls_server_config:
             ("tls_server_config: {key_file: a}", "missing one of cert or cert_file"),
             ("tls_server_config: {cert: x, cert_file: a, key_file: b}", "set cert or cert_file, not both"),
             ("tls_server_config: {cert_file: a, key_file: b, client_ca_file: c}", "client CA is set but client_auth_type is NoClientCert"),
-            ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAndVerifyClientCert}", "needs client_ca_file or client_ca"),
+            ("tls_server_config: {cert_file: a, key_file: b, client_allowed_sans: [x]}", "client_allowed_sans needs client_auth_type"),
+            ("tls_server_config: {cipher_suites: [TLS_AES_128_GCM_SHA256]}", "missing one of cert or cert_file"),
+            ("tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]}", "cipher_suites: unknown cipher TLS_RSA_WITH_AES_128_CBC_SHA"),
+            ("tls_server_config: {cert_file: a, key_file: b, curve_preferences: [P256]}", "curve_preferences: unknown curve P256"),
+            ("tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]}", "lacks TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 or TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, which HTTP/2 requires"),
+            ("basic_auth_users: {a: '$2y$03$1DpfPeqF9HzHJt.EWswy1exHluGfbhnn3yXhR7Xes6m3WJqFg0Wby'}", "bcrypt cost 3, outside 4..31"),
+            ("basic_auth_users: {a: '$2y$32$1DpfPeqF9HzHJt.EWswy1exHluGfbhnn3yXhR7Xes6m3WJqFg0Wby'}", "bcrypt cost 32, outside 4..31"),
+            ("rate_limit: {interval: soon}", "rate_limit.interval is not a duration"),
             ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: Sometimes}", "\"Sometimes\" is not one of"),
             ("tls_server_config: {cert_file: a, key_file: b, min_version: TLS13, max_version: TLS12}", "min_version is above max_version"),
             ("tls_server_config: {cert_file: a, key_file: b, min_version: SSL3}", "min_version \"SSL3\""),
@@ -538,17 +586,12 @@ tls_server_config:
     }
 
     #[test]
-    fn unsupported_keys_are_refused_by_name() {
+    fn what_rustls_cannot_do_is_refused_by_name() {
         for (text, key) in [
-            ("tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_AES_128_GCM_SHA256]}", "tls_server_config.cipher_suites"),
-            ("tls_server_config: {cert_file: a, key_file: b, curve_preferences: [X25519]}", "tls_server_config.curve_preferences"),
-            ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAndVerifyClientCert, client_ca_file: c, client_allowed_sans: [x]}", "tls_server_config.client_allowed_sans"),
             ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequireAnyClientCert}", "RequireAnyClientCert"),
             ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: RequestClientCert}", "RequestClientCert"),
             ("tls_server_config: {cert_file: a, key_file: b, min_version: TLS10}", "tls_server_config.min_version TLS10"),
             ("tls_server_config: {cert_file: a, key_file: b, max_version: TLS11}", "tls_server_config.max_version TLS11"),
-            ("rate_limit: {interval: 1s, burst: 10}", "rate_limit"),
-            ("http_server_config: {http2: true}", "http_server_config.http2"),
         ] {
             let e = err(text);
             assert!(
@@ -556,5 +599,50 @@ tls_server_config:
                 "{text:?}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn the_toolkit_keys_are_taken() {
+        let cfg = ok("
+tls_server_config:
+  cert_file: a
+  key_file: b
+  client_auth_type: VerifyClientCertIfGiven
+  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]
+  curve_preferences: [CurveP384, X25519]
+  client_allowed_sans: [prometheus.example.net]
+rate_limit: {interval: 500ms, burst: 10}
+http_server_config: {http2: false}
+");
+        let tls = cfg.tls.as_ref().expect("tls");
+        // No client CA: the system's roots, as Go.
+        assert_eq!(tls.client_auth, ClientAuth::VerifyIfGiven(None));
+        assert_eq!(
+            tls.cipher_suites.iter().map(|c| c.name).collect::<Vec<_>>(),
+            [
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(
+            tls.curves.iter().map(|c| c.name).collect::<Vec<_>>(),
+            ["CurveP384", "X25519"]
+        );
+        assert_eq!(
+            tls.client_allowed_sans.as_deref(),
+            Some(&["prometheus.example.net".to_owned()][..])
+        );
+        assert_eq!(
+            cfg.rate_limit,
+            Some(RateLimit {
+                interval: std::time::Duration::from_millis(500),
+                burst: 10
+            })
+        );
+        assert!(!cfg.http2);
+        assert!(ok("tls_server_config: {cert_file: a, key_file: b}").http2);
+        // No interval, no limiter, as the toolkit; HTTP/2 suites matter only with TLS 1.2.
+        assert_eq!(ok("rate_limit: {interval: 0, burst: 0}").rate_limit, None);
+        ok("tls_server_config: {cert_file: a, key_file: b, min_version: TLS13, cipher_suites: [TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384]}");
     }
 }

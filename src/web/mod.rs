@@ -14,9 +14,13 @@
 //! weaken protection, is logged as an error and the last good one stays in force.
 
 pub mod auth;
+mod client_check;
 pub mod config;
+pub mod rate;
 pub mod reload;
+mod suites;
 pub mod tls;
+mod x509;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,6 +79,8 @@ pub struct Active {
     pub tls: Option<TlsAcceptor>,
     pub users: BTreeMap<String, String>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `rate_limit`, kept across reloads that do not change it.
+    pub limiter: Option<Arc<rate::Limiter>>,
     files: Vec<PathBuf>,
     protection: Protection,
     /// What the files looked like when this version was loaded.
@@ -170,12 +176,19 @@ fn build(path: &Path, previous: Option<&Active>) -> Result<Active, Error> {
     }
     let tls = match &file.tls {
         Some(settings) => Some(TlsAcceptor::from(
-            tls::server_config(settings).map_err(invalid)?,
+            tls::server_config(settings, file.http2).map_err(invalid)?,
         )),
         None => None,
     };
+    let limiter = file.rate_limit.map(|limit| {
+        previous
+            .and_then(|p| p.limiter.clone())
+            .filter(|kept| kept.limit() == limit)
+            .unwrap_or_else(|| Arc::new(rate::Limiter::new(limit, std::time::Instant::now())))
+    });
     Ok(Active {
         tls,
+        limiter,
         files: file.files(),
         users: file.users,
         headers: file.headers,
@@ -193,6 +206,18 @@ pub fn protect(app: Router, web: Arc<WebConfig>) -> Router {
 async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) -> Response {
     let active = web.current();
     let probe = OPEN_PATHS.contains(&request.uri().path());
+    // The toolkit's rate_limit, before anything else; the probes are spared, so that a
+    // kubelet never restarts an exporter because scrapers used up the tokens.
+    if let Some(limiter) = active.limiter.as_ref().filter(|_| !probe) {
+        if !limiter.allow(std::time::Instant::now()) {
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n").into_response();
+            for (name, value) in &active.headers {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+            return response;
+        }
+    }
     let verdict = if active.users.is_empty() || probe {
         Verdict::Granted
     } else {

@@ -42,10 +42,16 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 /// What a configuration protects the endpoint with, in the terms a reload may not lower.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The choice of cipher suites and curves is not among them (all that rustls has are safe),
+/// nor are `rate_limit` and `http2`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Protection {
     /// `None`: plain HTTP; else the client-certificate check and the lowest TLS version.
     tls: Option<(ClientCheck, TlsVersion)>,
+    /// Client certificates checked against the system's CA store rather than a client CA.
+    system_roots: bool,
+    /// `client_allowed_sans`, if set.
+    sans: Option<std::collections::BTreeSet<String>>,
     /// Whether basic auth is on.
     users: bool,
 }
@@ -68,8 +74,18 @@ impl Protection {
             };
             (check, tls.min_version)
         });
+        let tls_settings = file.tls.as_ref();
         Self {
             tls,
+            system_roots: tls_settings.is_some_and(|t| {
+                matches!(
+                    t.client_auth,
+                    ClientAuth::VerifyIfGiven(None) | ClientAuth::RequireAndVerify(None)
+                )
+            }),
+            sans: tls_settings
+                .and_then(|t| t.client_allowed_sans.as_ref())
+                .map(|sans| sans.iter().cloned().collect()),
             users: !file.users.is_empty(),
         }
     }
@@ -91,6 +107,21 @@ impl Protection {
                         version(old_min),
                         version(new_min)
                     ));
+                }
+                let checked = new_check > ClientCheck::NoClientCert;
+                if checked && new.system_roots && !self.system_roots {
+                    changes.push(
+                        "client CA dropped: client certificates would be checked against the system's CA store"
+                            .to_owned(),
+                    );
+                }
+                match (&self.sans, &new.sans) {
+                    (Some(_), None) => changes.push("client_allowed_sans dropped".to_owned()),
+                    (Some(old), Some(new)) if !new.is_subset(old) => changes.push(format!(
+                        "client_allowed_sans widened by {}",
+                        new.difference(old).cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                    _ => {}
                 }
             }
             (None, _) => {}
@@ -241,6 +272,21 @@ mod tests {
             (format!("{mtls}, min_version: TLS13, max_version: TLS13}}\nbasic_auth_users: {{q: '{hash}'}}\n"), vec![]),
         ] {
             assert_eq!(full.weakened_by(&protection(&yaml)), expected, "{yaml}");
+        }
+        // client_allowed_sans dropped or widened, the client CA swapped for the system's
+        // store: weaker. Narrowed SANs, other suites and curves, a rate limit: not.
+        let sans = format!("{mtls}, client_allowed_sans: [a, b]}}\n");
+        let sans = protection(&sans);
+        for (yaml, expected) in [
+            (format!("{mtls}}}\n"), vec!["client_allowed_sans dropped"]),
+            (format!("{mtls}, client_allowed_sans: [a, c, d]}}\n"), vec!["client_allowed_sans widened by c, d"]),
+            (
+                format!("{tls}, client_auth_type: RequireAndVerifyClientCert, client_allowed_sans: [a]}}\n"),
+                vec!["client CA dropped: client certificates would be checked against the system's CA store"],
+            ),
+            (format!("{mtls}, client_allowed_sans: [b], cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256], curve_preferences: [X25519]}}\nrate_limit: {{interval: 1s, burst: 1}}\n"), vec![]),
+        ] {
+            assert_eq!(sans.weakened_by(&protection(&yaml)), expected, "{yaml}");
         }
         // Stronger is always fine; from nothing, anything is.
         assert!(protection("").weakened_by(&full).is_empty());

@@ -29,7 +29,9 @@ mod exposition;
 mod hostile_clients;
 mod network;
 mod password_flood;
+mod toolkit_peer;
 mod web_config;
+mod web_http2;
 mod web_reload;
 
 // The binary: flags and exit codes, logs, the key kept secret, shutdown on signals.

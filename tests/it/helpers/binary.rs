@@ -112,6 +112,18 @@ impl std::ops::Deref for BinApp {
 /// Starts the binary with `args` (plus `--web.listen-address 127.0.0.1:0`) and `env`, and
 /// waits for it to log the address it listens on.
 pub async fn spawn_exporter(args: &[&str], env: &[(&str, &str)]) -> BinApp {
+    match try_spawn_exporter(args, env).await {
+        Ok(app) => app,
+        Err(finished) => panic!(
+            "the binary exited with {:?} before it listened; stderr:\n{}",
+            finished.code, finished.stderr
+        ),
+    }
+}
+
+/// [`spawn_exporter`], or what the binary left behind when it exited before listening
+/// (a configuration it refused at start-up).
+pub async fn try_spawn_exporter(args: &[&str], env: &[(&str, &str)]) -> Result<BinApp, Finished> {
     let mut argv = vec!["--web.listen-address", "127.0.0.1:0"];
     argv.extend_from_slice(args);
     let mut child = exporter_command(&argv, env)
@@ -141,7 +153,21 @@ pub async fn spawn_exporter(args: &[&str], env: &[(&str, &str)]) -> BinApp {
     });
     let addr = match tokio::time::timeout(BIN_TIMEOUT, address).await {
         Ok(Ok(addr)) => addr,
-        _ => {
+        // Its stderr closed before it listened: it exited.
+        Ok(Err(_)) => {
+            let status = tokio::time::timeout(BIN_TIMEOUT, child.wait())
+                .await
+                .expect("the binary exits once its stderr is closed")
+                .expect("wait for the binary");
+            let _ = reader.await;
+            let stderr = lines.lock().expect("stderr lines").join("\n");
+            return Err(Finished {
+                code: status.code(),
+                stdout: String::new(),
+                stderr,
+            });
+        }
+        Err(_) => {
             let _ = child.start_kill();
             panic!(
                 "the binary did not log its listen address; stderr:\n{}",
@@ -149,12 +175,12 @@ pub async fn spawn_exporter(args: &[&str], env: &[(&str, &str)]) -> BinApp {
             );
         }
     };
-    BinApp {
+    Ok(BinApp {
         app: TestApp::at(addr),
         child,
         stderr: lines,
         reader: Some(reader),
-    }
+    })
 }
 
 /// The address in the "testsigma-exporter listening" log line, in logfmt or JSON.
