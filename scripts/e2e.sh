@@ -63,10 +63,25 @@ echo "    $({ wrk --version 2>&1 || true; } | head -n 1 | cut -c1-60)" # wrk --v
 
 # ================================================================================ static checks
 step "1. Prometheus rules: promtool check rules, test rules, check config"
-promtool check rules deploy/prometheus/alerts.yml || die "promtool check rules failed"
-promtool test rules deploy/prometheus/alerts.test.yml || die "promtool test rules failed"
+# alerts.yml is loaded by the examples; audit-alerts.yml is opt-in and loaded by none of them.
+promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/audit-alerts.yml \
+    || die "promtool check rules failed"
+promtool test rules deploy/prometheus/alerts.test.yml deploy/prometheus/audit-alerts.test.yml \
+    || die "promtool test rules failed"
 promtool check config deploy/prometheus/prometheus.yml || die "promtool check config failed"
-n_tests=$(grep -c '^  - name:' deploy/prometheus/alerts.test.yml)
+n_tests=$(cat deploy/prometheus/alerts.test.yml deploy/prometheus/audit-alerts.test.yml | grep -c '^  - name:')
+"$PY" - deploy/prometheus/alerts.yml deploy/prometheus/audit-alerts.yml <<'PY' || die "every alert needs its unit tests"
+# Every alert of both files is tested, and the opt-in file is labelled for routing.
+import sys, yaml
+for rules in sys.argv[1:]:
+    tests = open(rules.replace(".yml", ".test.yml")).read()
+    for g in yaml.safe_load(open(rules))["groups"]:
+        for r in g["rules"]:
+            assert f"alertname: {r['alert']}" in tests, f"{r['alert']} has no unit test"
+            if "audit" in rules:
+                assert r["labels"] == {"severity": "info", "audit": "true"}, f"{r['alert']}: labels"
+print("    every alert has unit tests; the opt-in audit alerts are labelled audit=true, severity=info")
+PY
 ok "alert rules valid; $n_tests promtool unit-test groups pass; example scrape config valid"
 
 step "2. Dockerfile: hadolint (every severity counts)"
