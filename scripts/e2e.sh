@@ -337,6 +337,10 @@ for path in sys.argv[1:]:
                 if var not in tv and var not in builtins: err(f"panel {p['title']!r} uses undefined ${var}")
             if 'job="$job"' not in t["expr"] or not re.search(r'instance=~?"\$instance"', t["expr"]):
                 err(f"panel {p['title']!r} query {t['refId']} does not select job and instance")
+            # Off by default (--users-by-email-domain): the panel must say so rather than "No data".
+            if "testsigma_users_by_email_domain" in t["expr"] and "--users-by-email-domain" not in \
+                    p.get("fieldConfig", {}).get("defaults", {}).get("noValue", ""):
+                err(f"panel {p['title']!r} must say in noValue that --users-by-email-domain enables it")
     print(f"    {path}: uid {d['uid']}, schemaVersion {d['schemaVersion']}, {n} panels, "
           f"variables {', '.join(tv)}: structure ok")
 if errors:
@@ -465,7 +469,9 @@ ok "no OpenSSL linked or compiled in (TLS is $(grep -m 1 '^rustls ' <<<"$tls"));
 step "7. Run the exporter in --demo mode; lint /metrics with promtool check metrics"
 EXP_PORT=$(free_port)
 EXP=127.0.0.1:$EXP_PORT
-start exporter "$BIN" --demo --web.listen-address "$EXP" --poll-interval "$POLL_INTERVAL"
+# With --users-by-email-domain, so that the dashboard's email-domain panel has data to prove.
+start exporter "$BIN" --demo --web.listen-address "$EXP" --poll-interval "$POLL_INTERVAL" \
+    --users-by-email-domain
 wait_for 20 "the exporter's /healthz" http_is 200 "http://$EXP/healthz"
 alive exporter
 wait_for 30 "the exporter's /readyz to turn 200 (first successful poll)" \
@@ -485,7 +491,11 @@ want = [r'testsigma_users \d', r'testsigma_users_by_status\{status="active"\} \d
         r'testsigma_polls_total\{result="failure"\} \d', r'testsigma_api_requests_total\{code="200"\} [1-9]',
         r'testsigma_api_rate_limit_remaining \d',
         r'testsigma_exporter_build_info\{revision="%s",version="[^"]+"\} 1' % re.escape(sys.argv[2]),
-        r'process_resident_memory_bytes \d', r'process_cpu_seconds_total \d']
+        r'process_resident_memory_bytes \d', r'process_cpu_seconds_total \d',
+        r'testsigma_users_joined_total \d', r'testsigma_users_left_total \d',
+        r'testsigma_users_newest_created_timestamp_seconds \d',
+        r'testsigma_users_by_email_domain\{domain="gmail\.com"\} [1-9]']
+want += [r'testsigma_users_created_within\{window="%s"\} [1-9]' % w for w in ("1d", "7d", "30d")]
 want += [r'testsigma_poll_errors_total\{reason="%s"\} \d' % r for r in
          "auth rate_limited timeout connect tls http decode pagination too_large".split()]
 missing = [w for w in want if not re.search("^" + w, text, re.M)]
@@ -525,6 +535,12 @@ wait_for 60 "Prometheus to scrape the exporter 10 times" \
 ok "Prometheus on 127.0.0.1:$PROM_PORT scrapes $EXP as job $JOB"
 
 step "9. Every query of every dashboard panel returns data"
+# The demo's membership drifts in 15 s steps: a join after 15 s, a leave after 30 s (counted
+# at the second poll without the user), status changes in every step. Wait until Prometheus
+# has scraped each kind of change, so the Membership panels show real values, not just zeros.
+wait_for 90 "a join, a leave and a status change in the demo, scraped by Prometheus" prom_true \
+    "max(testsigma_users_joined_total{job=\"$JOB\"}) > 0 and on() max(testsigma_users_left_total{job=\"$JOB\"}) > 0
+     and on() count(count_over_time(testsigma_users_status_changes_total{job=\"$JOB\"}[1m]) >= 2) > 0"
 PROM_URL="http://127.0.0.1:$PROM_PORT" SCRAPE_INTERVAL_S=$SCRAPE_INTERVAL_S EXPECT_INSTANCE=$EXP \
 EXPECT_JOB=$JOB python3 - dashboards/*.json <<'PY' || die "some dashboard queries return no data"
 # What Grafana does when the dashboard opens: resolve the variables with their own queries,
