@@ -389,6 +389,43 @@ PY
 promtool test rules "$WORK/change-panels.test.yml" | sed 's/^/    /' \
     || die "a Change panel's query gives the wrong series (promtool output above)"
 ok "the Change panels give one series with the right difference and caption at every stage of history"
+# A from -> to series of testsigma_users_status_changes_total appears only with its first change,
+# which increase() alone would miss; replicas of one exporter count the same changes. Check with
+# promtool that the status-change panels count a kind born within the range in full, a kind
+# older than the range only for its increase, replicas once, and show 0 (not "No data") before
+# any change.
+"$PY" - dashboards/testsigma-users.json "$WORK/status-change-panels.test.yml" <<'PY' || die "cannot build the status-change panels' test"
+import json, sys, yaml
+d = json.load(open(sys.argv[1]))
+def walk(ps):
+    for p in ps:
+        yield p
+        yield from walk(p.get("panels", []))
+exprs = {p["title"]: p["targets"][0]["expr"].replace("$job", "testsigma-exporter")
+         .replace("$instance", ".*").replace("$__range", "1h") for p in walk(d["panels"]) if p.get("targets")}
+total, by_kind = exprs["Status changes in range"], exprs["Status changes in range, from → to"]
+job = 'job="testsigma-exporter"'
+series = lambda name, inst, labels, values: {"series": f'{name}{{{job}, instance="{inst}"{labels}}}', "values": values}
+replicas = [series(n, i, l, v) for i in ("10.0.0.1:9874", "10.0.0.2:9874") for n, l, v in (
+    ("testsigma_users_joined_total", "", "0x80"),
+    # born at 20m with its first change, a second at 22m: 2 in the hour to 70m
+    ("testsigma_users_status_changes_total", ', from="invited", to="active"', "_x20 1 1 2x60"),
+    # 3 changes long before the range, none within it
+    ("testsigma_users_status_changes_total", ', from="active", to="inactive"', "3x80"))]
+lab = lambda f, t: '{%s, from="%s", to="%s"}' % (job, f, t)
+yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
+    {"interval": "1m", "input_series": replicas, "promql_expr_test": [
+        {"expr": total, "eval_time": "70m", "exp_samples": [{"labels": "{%s}" % job, "value": 2}]},
+        {"expr": by_kind, "eval_time": "70m", "exp_samples": [
+            {"labels": lab("invited", "active"), "value": 2}, {"labels": lab("active", "inactive"), "value": 0}]}]},
+    {"interval": "1m", "input_series": [series("testsigma_users_joined_total", "10.0.0.1:9874", "", "0x80")],
+     "promql_expr_test": [
+        {"expr": total, "eval_time": "70m", "exp_samples": [{"labels": "{%s}" % job, "value": 0}]},
+        {"expr": by_kind, "eval_time": "70m", "exp_samples": []}]}]}, open(sys.argv[2], "w"))
+PY
+promtool test rules "$WORK/status-change-panels.test.yml" | sed 's/^/    /' \
+    || die "a status-change panel's query counts wrongly (promtool output above)"
+ok "the status-change panels count a kind born within the range in full, replicas once, and 0 before any change"
 
 if [ "${E2E_STATIC_ONLY:-0}" = 1 ]; then
     step "Done (E2E_STATIC_ONLY=1: static checks only)"
