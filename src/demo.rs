@@ -229,7 +229,7 @@ fn user_at(pos: u64, epoch: u64) -> Option<u64> {
 fn user(i: u64, epoch: u64, start_ms: u64) -> Value {
     let base = mix(i);
     let joined = i.checked_sub(BASE_USERS).map(|j| JOINS.epoch_of(j));
-    // In each epoch about one user in 100 shows another status than usual for a while.
+    // In each epoch (15 s) about one user in 100 shows another status than usual.
     let drifted = mix(i ^ (epoch << 32)).is_multiple_of(100);
     let status = match joined {
         Some(at) if epoch < at + INVITED_EPOCHS && !drifted => "INVITED",
