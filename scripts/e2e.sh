@@ -63,10 +63,25 @@ echo "    $({ wrk --version 2>&1 || true; } | head -n 1 | cut -c1-60)" # wrk --v
 
 # ================================================================================ static checks
 step "1. Prometheus rules: promtool check rules, test rules, check config"
-promtool check rules deploy/prometheus/alerts.yml || die "promtool check rules failed"
-promtool test rules deploy/prometheus/alerts.test.yml || die "promtool test rules failed"
+# alerts.yml is loaded by the examples; audit-alerts.yml is opt-in and loaded by none of them.
+promtool check rules deploy/prometheus/alerts.yml deploy/prometheus/audit-alerts.yml \
+    || die "promtool check rules failed"
+promtool test rules deploy/prometheus/alerts.test.yml deploy/prometheus/audit-alerts.test.yml \
+    || die "promtool test rules failed"
 promtool check config deploy/prometheus/prometheus.yml || die "promtool check config failed"
-n_tests=$(grep -c '^  - name:' deploy/prometheus/alerts.test.yml)
+n_tests=$(cat deploy/prometheus/alerts.test.yml deploy/prometheus/audit-alerts.test.yml | grep -c '^  - name:')
+"$PY" - deploy/prometheus/alerts.yml deploy/prometheus/audit-alerts.yml <<'PY' || die "every alert needs its unit tests"
+# Every alert of both files is tested, and the opt-in file is labelled for routing.
+import sys, yaml
+for rules in sys.argv[1:]:
+    tests = open(rules.replace(".yml", ".test.yml")).read()
+    for g in yaml.safe_load(open(rules))["groups"]:
+        for r in g["rules"]:
+            assert f"alertname: {r['alert']}" in tests, f"{r['alert']} has no unit test"
+            if "audit" in rules:
+                assert r["labels"] == {"severity": "info", "audit": "true"}, f"{r['alert']}: labels"
+print("    every alert has unit tests; the opt-in audit alerts are labelled audit=true, severity=info")
+PY
 ok "alert rules valid; $n_tests promtool unit-test groups pass; example scrape config valid"
 
 step "2. Dockerfile: hadolint (every severity counts)"
@@ -322,6 +337,10 @@ for path in sys.argv[1:]:
                 if var not in tv and var not in builtins: err(f"panel {p['title']!r} uses undefined ${var}")
             if 'job="$job"' not in t["expr"] or not re.search(r'instance=~?"\$instance"', t["expr"]):
                 err(f"panel {p['title']!r} query {t['refId']} does not select job and instance")
+            # Off by default (--users-by-email-domain): the panel must say so rather than "No data".
+            if "testsigma_users_by_email_domain" in t["expr"] and "--users-by-email-domain" not in \
+                    p.get("fieldConfig", {}).get("defaults", {}).get("noValue", ""):
+                err(f"panel {p['title']!r} must say in noValue that --users-by-email-domain enables it")
     print(f"    {path}: uid {d['uid']}, schemaVersion {d['schemaVersion']}, {n} panels, "
           f"variables {', '.join(tv)}: structure ok")
 if errors:
@@ -370,6 +389,43 @@ PY
 promtool test rules "$WORK/change-panels.test.yml" | sed 's/^/    /' \
     || die "a Change panel's query gives the wrong series (promtool output above)"
 ok "the Change panels give one series with the right difference and caption at every stage of history"
+# A from -> to series of testsigma_users_status_changes_total appears only with its first change,
+# which increase() alone would miss; replicas of one exporter count the same changes. Check with
+# promtool that the status-change panels count a kind born within the range in full, a kind
+# older than the range only for its increase, replicas once, and show 0 (not "No data") before
+# any change.
+"$PY" - dashboards/testsigma-users.json "$WORK/status-change-panels.test.yml" <<'PY' || die "cannot build the status-change panels' test"
+import json, sys, yaml
+d = json.load(open(sys.argv[1]))
+def walk(ps):
+    for p in ps:
+        yield p
+        yield from walk(p.get("panels", []))
+exprs = {p["title"]: p["targets"][0]["expr"].replace("$job", "testsigma-exporter")
+         .replace("$instance", ".*").replace("$__range", "1h") for p in walk(d["panels"]) if p.get("targets")}
+total, by_kind = exprs["Status changes in range"], exprs["Status changes in range, from → to"]
+job = 'job="testsigma-exporter"'
+series = lambda name, inst, labels, values: {"series": f'{name}{{{job}, instance="{inst}"{labels}}}', "values": values}
+replicas = [series(n, i, l, v) for i in ("10.0.0.1:9874", "10.0.0.2:9874") for n, l, v in (
+    ("testsigma_users_joined_total", "", "0x80"),
+    # born at 20m with its first change, a second at 22m: 2 in the hour to 70m
+    ("testsigma_users_status_changes_total", ', from="invited", to="active"', "_x20 1 1 2x60"),
+    # 3 changes long before the range, none within it
+    ("testsigma_users_status_changes_total", ', from="active", to="inactive"', "3x80"))]
+lab = lambda f, t: '{%s, from="%s", to="%s"}' % (job, f, t)
+yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
+    {"interval": "1m", "input_series": replicas, "promql_expr_test": [
+        {"expr": total, "eval_time": "70m", "exp_samples": [{"labels": "{%s}" % job, "value": 2}]},
+        {"expr": by_kind, "eval_time": "70m", "exp_samples": [
+            {"labels": lab("invited", "active"), "value": 2}, {"labels": lab("active", "inactive"), "value": 0}]}]},
+    {"interval": "1m", "input_series": [series("testsigma_users_joined_total", "10.0.0.1:9874", "", "0x80")],
+     "promql_expr_test": [
+        {"expr": total, "eval_time": "70m", "exp_samples": [{"labels": "{%s}" % job, "value": 0}]},
+        {"expr": by_kind, "eval_time": "70m", "exp_samples": []}]}]}, open(sys.argv[2], "w"))
+PY
+promtool test rules "$WORK/status-change-panels.test.yml" | sed 's/^/    /' \
+    || die "a status-change panel's query counts wrongly (promtool output above)"
+ok "the status-change panels count a kind born within the range in full, replicas once, and 0 before any change"
 
 if [ "${E2E_STATIC_ONLY:-0}" = 1 ]; then
     step "Done (E2E_STATIC_ONLY=1: static checks only)"
@@ -450,7 +506,9 @@ ok "no OpenSSL linked or compiled in (TLS is $(grep -m 1 '^rustls ' <<<"$tls"));
 step "7. Run the exporter in --demo mode; lint /metrics with promtool check metrics"
 EXP_PORT=$(free_port)
 EXP=127.0.0.1:$EXP_PORT
-start exporter "$BIN" --demo --web.listen-address "$EXP" --poll-interval "$POLL_INTERVAL"
+# With --users-by-email-domain, so that the dashboard's email-domain panel has data to prove.
+start exporter "$BIN" --demo --web.listen-address "$EXP" --poll-interval "$POLL_INTERVAL" \
+    --users-by-email-domain
 wait_for 20 "the exporter's /healthz" http_is 200 "http://$EXP/healthz"
 alive exporter
 wait_for 30 "the exporter's /readyz to turn 200 (first successful poll)" \
@@ -470,7 +528,11 @@ want = [r'testsigma_users \d', r'testsigma_users_by_status\{status="active"\} \d
         r'testsigma_polls_total\{result="failure"\} \d', r'testsigma_api_requests_total\{code="200"\} [1-9]',
         r'testsigma_api_rate_limit_remaining \d',
         r'testsigma_exporter_build_info\{revision="%s",version="[^"]+"\} 1' % re.escape(sys.argv[2]),
-        r'process_resident_memory_bytes \d', r'process_cpu_seconds_total \d']
+        r'process_resident_memory_bytes \d', r'process_cpu_seconds_total \d',
+        r'testsigma_users_joined_total \d', r'testsigma_users_left_total \d',
+        r'testsigma_users_newest_created_timestamp_seconds \d',
+        r'testsigma_users_by_email_domain\{domain="gmail\.com"\} [1-9]']
+want += [r'testsigma_users_created_within\{window="%s"\} [1-9]' % w for w in ("1d", "7d", "30d")]
 want += [r'testsigma_poll_errors_total\{reason="%s"\} \d' % r for r in
          "auth rate_limited timeout connect tls http decode pagination too_large".split()]
 missing = [w for w in want if not re.search("^" + w, text, re.M)]
@@ -510,6 +572,12 @@ wait_for 60 "Prometheus to scrape the exporter 10 times" \
 ok "Prometheus on 127.0.0.1:$PROM_PORT scrapes $EXP as job $JOB"
 
 step "9. Every query of every dashboard panel returns data"
+# The demo's membership drifts in 15 s steps: a join after 15 s, a leave after 30 s (counted
+# at the second poll without the user), status changes in every step. Wait until Prometheus
+# has scraped each kind of change, so the Membership panels show real values, not just zeros.
+wait_for 90 "a join, a leave and a status change in the demo, scraped by Prometheus" prom_true \
+    "max(testsigma_users_joined_total{job=\"$JOB\"}) > 0 and on() max(testsigma_users_left_total{job=\"$JOB\"}) > 0
+     and on() count(count_over_time(testsigma_users_status_changes_total{job=\"$JOB\"}[1m]) >= 2) > 0"
 PROM_URL="http://127.0.0.1:$PROM_PORT" SCRAPE_INTERVAL_S=$SCRAPE_INTERVAL_S EXPECT_INSTANCE=$EXP \
 EXPECT_JOB=$JOB python3 - dashboards/*.json <<'PY' || die "some dashboard queries return no data"
 # What Grafana does when the dashboard opens: resolve the variables with their own queries,
