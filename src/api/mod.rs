@@ -335,15 +335,61 @@ fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollE
 /// What stands in for the key where the API echoed it.
 const REDACTED: &str = "[REDACTED]";
 
-/// `text` with the API key blanked out. Applied to everything the client lets out (errors,
-/// log lines, excerpts of bodies): an API may echo the key back in an error body or a link.
+/// `text` with the API key blanked out, as sent and percent-encoded (`%2B` or `%2b` for
+/// `+`, whichever characters were encoded): a query string carries a key that the API
+/// echoed as a cursor encoded. Applied to everything the client lets out (errors, log lines,
+/// excerpts of bodies): an API may echo the key back in an error body or a link.
 fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
-    let key = key.expose_secret();
-    if key.is_empty() || !text.contains(key) {
-        Cow::Borrowed(text)
-    } else {
-        Cow::Owned(text.replace(key, REDACTED))
+    let key_text = key.expose_secret();
+    let key = key_text.as_bytes();
+    if key.is_empty() || (!text.contains('%') && !text.contains(key_text)) {
+        return Cow::Borrowed(text);
     }
+    // The text with every `%XX` decoded, and where in `text` each decoded byte began.
+    let raw = text.as_bytes();
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut starts = Vec::with_capacity(raw.len() + 1);
+    let mut i = 0;
+    while i < raw.len() {
+        starts.push(i);
+        match (raw[i], hex_pair(raw.get(i + 1..i + 3))) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    starts.push(raw.len());
+    let mut out = Vec::new();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(found) = find(&decoded[at..], key) {
+        let (from, to) = (starts[at + found], starts[at + found + key.len()]);
+        out.extend_from_slice(&raw[copied..from]);
+        out.extend_from_slice(REDACTED.as_bytes());
+        copied = to;
+        at += found + key.len();
+    }
+    if out.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    out.extend_from_slice(&raw[copied..]);
+    // Cuts fall between characters (the key is whole characters); lossy all the same.
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The byte two hex digits (either case) stand for.
+fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
+    let pair = std::str::from_utf8(pair?).ok()?;
+    u8::from_str_radix(pair, 16).ok()
+}
+
+/// Where `needle` first occurs in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The start of a body for a log line, blanked out before it is cut, so that no part of a
@@ -457,6 +503,25 @@ mod tests {
             err.to_string(),
             "HTTP 404 from http://h/?c=[REDACTED] (API says: \"bad [REDACTED]\")"
         );
+    }
+
+    #[test]
+    fn the_key_is_blanked_out_percent_encoded_in_either_case() {
+        let key = SecretString::from("a+b/c=d");
+        for (text, want) in [
+            ("?cursor=a%2Bb%2Fc%3Dd&x=1", "?cursor=[REDACTED]&x=1"),
+            ("c=a%2bb%2fc%3dd", "c=[REDACTED]"),
+            ("a+b%2Fc=d and a+b/c=d", "[REDACTED] and [REDACTED]"),
+            ("%61%2B%62/c=d!", "[REDACTED]!"),
+            ("a%2Bb%2Fc%3D", "a%2Bb%2Fc%3D"),
+            ("100% a+b/c=d %zz %", "100% [REDACTED] %zz %"),
+            ("é%C3a+b/c=dé", "é%C3[REDACTED]é"),
+        ] {
+            assert_eq!(redact(text, &key), want, "{text}");
+        }
+        assert!(matches!(redact("50%2B", &key), Cow::Borrowed(_)));
+        let key = SecretString::from("clé");
+        assert_eq!(redact("x=cl%C3%A9;clé", &key), "x=[REDACTED];[REDACTED]");
     }
 
     #[test]

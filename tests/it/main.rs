@@ -21,6 +21,7 @@ mod retries;
 mod chaos;
 mod failure;
 mod keyfile;
+mod poll_timeout;
 
 // Serving: endpoints, compression, hostile clients, TLS and basic auth; reaching the API
 // through a corporate network (private CAs, proxies).
