@@ -22,7 +22,7 @@ use url::Url;
 use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
-use pacing::{backoff, retry_after, Pacer};
+use pacing::{backoff, retry_after, Pacer, Quota};
 pub use tls::CaFileError;
 use walk::Walk;
 
@@ -62,6 +62,9 @@ pub trait Observer: Send + Sync {
     fn request(&self, status: Option<u16>);
     /// The API said how many requests its rate-limit window has left (`x-tms-api-remaining`).
     fn quota_remaining(&self, remaining: f64);
+    /// The requests/second the client allows itself now: `--max-request-rate`, or less
+    /// while other clients of the key draw on its budget.
+    fn pace(&self, _per_second: f64) {}
 }
 
 /// Numbers about one successful walk, for the log.
@@ -145,6 +148,9 @@ impl Client {
         key: &SecretString,
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
+        if let Some(rate) = self.pacer.rate() {
+            observer.pace(rate);
+        }
         self.walk_pages(key, observer)
             .await
             .map_err(|e| e.map_text(|text| redact(&text, key).into_owned()))
@@ -249,8 +255,12 @@ impl Client {
         };
         let status = response.status();
         observer.request(Some(status.as_u16()));
-        self.note_quota(response.headers(), observer);
+        let quota = quota(response.headers());
+        if let Some(quota) = quota {
+            observer.quota_remaining(quota.remaining);
+        }
         if status.is_success() {
+            self.adapt(quota, false, observer);
             return read_body(&mut response, body, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| match e {
@@ -268,6 +278,9 @@ impl Client {
         let mut error_body = Vec::new();
         // The error body helps the log and tells a rate limit apart; it is optional.
         let _ = read_body(&mut response, &mut error_body, MAX_ERROR_BODY_BYTES).await;
+        let refused = status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && mentions_rate_limit(&error_body));
+        self.adapt(quota, refused, observer);
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
@@ -305,20 +318,35 @@ impl Client {
         })
     }
 
-    /// Reports the quota header and pauses when it is spent.
-    fn note_quota(&self, headers: &HeaderMap, observer: &dyn Observer) {
-        let remaining = headers
-            .get("x-tms-api-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if let Some(remaining) = remaining {
-            observer.quota_remaining(remaining);
-            if remaining <= 0.0 {
-                debug!("API quota spent (x-tms-api-remaining: 0), pausing 1 s");
-                self.pacer.hold_off(Duration::from_secs(1));
-            }
+    /// Paces the next requests after an answer (see [`pacing`]) and tells the new pace.
+    fn adapt(&self, quota: Option<Quota>, refused: bool, observer: &dyn Observer) {
+        if self.pacer.observe(quota, refused) {
+            debug!(
+                remaining = quota.map(|q| q.remaining),
+                refused,
+                pace = self.pacer.rate(),
+                "the key's budget runs low while other clients use it: pace lowered"
+            );
+        }
+        if let Some(rate) = self.pacer.rate() {
+            observer.pace(rate);
         }
     }
+}
+
+/// `x-tms-api-remaining` and `x-tms-api-limit`, when the answer has them.
+fn quota(headers: &HeaderMap) -> Option<Quota> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    Some(Quota {
+        remaining: number("x-tms-api-remaining")?,
+        limit: number("x-tms-api-limit"),
+    })
 }
 
 /// The error for a body that is not a page, with an excerpt of it.

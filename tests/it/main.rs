@@ -16,6 +16,7 @@ mod limits;
 mod pacing;
 mod pagination;
 mod retries;
+mod sharing;
 
 // Failures: all-or-nothing polls, random faults, the key file.
 mod chaos;
