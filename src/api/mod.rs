@@ -380,13 +380,13 @@ fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
     let mut i = 0;
     while i < raw.len() {
         starts.push(i);
-        match (raw[i], hex_pair(raw.get(i + 1..i + 3))) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
+        match raw.get(i + 1..i + 3).filter(|_| raw[i] == b'%') {
+            Some(&[high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                decoded.push(hex(high) << 4 | hex(low));
                 i += 3;
             }
-            (byte, _) => {
-                decoded.push(byte);
+            _ => {
+                decoded.push(raw[i]);
                 i += 1;
             }
         }
@@ -409,10 +409,14 @@ fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The byte two hex digits (either case) stand for.
-fn hex_pair(pair: Option<&[u8]>) -> Option<u8> {
-    let pair = std::str::from_utf8(pair?).ok()?;
-    u8::from_str_radix(pair, 16).ok()
+/// The value of a hex digit, either case (0 for anything else).
+fn hex(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        b'A'..=b'F' => digit - b'A' + 10,
+        _ => 0,
+    }
 }
 
 /// Where `needle` first occurs in `haystack`.
@@ -542,7 +546,7 @@ mod tests {
             ("a+b%2Fc=d and a+b/c=d", "[REDACTED] and [REDACTED]"),
             ("%61%2B%62/c=d!", "[REDACTED]!"),
             ("a%2Bb%2Fc%3D", "a%2Bb%2Fc%3D"),
-            ("100% a+b/c=d %zz %", "100% [REDACTED] %zz %"),
+            ("100% a+b/c=d %zz %+2 %", "100% [REDACTED] %zz %+2 %"),
             ("é%C3a+b/c=dé", "é%C3[REDACTED]é"),
         ] {
             assert_eq!(redact(text, &key), want, "{text}");
