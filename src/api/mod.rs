@@ -6,10 +6,10 @@
 mod error;
 mod pacing;
 pub mod page;
+mod redact;
 mod tls;
 mod walk;
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +23,7 @@ use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer, Quota};
+use redact::redact;
 pub use tls::CaFileError;
 use walk::Walk;
 
@@ -255,7 +256,7 @@ impl Client {
         };
         let status = response.status();
         observer.request(Some(status.as_u16()));
-        let quota = quota(response.headers());
+        let quota = Quota::from_headers(response.headers());
         if let Some(quota) = quota {
             observer.quota_remaining(quota.remaining);
         }
@@ -334,21 +335,6 @@ impl Client {
     }
 }
 
-/// `x-tms-api-remaining` and `x-tms-api-limit`, when the answer has them.
-fn quota(headers: &HeaderMap) -> Option<Quota> {
-    let number = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|n| n.is_finite() && *n >= 0.0)
-    };
-    Some(Quota {
-        remaining: number("x-tms-api-remaining")?,
-        limit: number("x-tms-api-limit"),
-    })
-}
-
 /// The error for a body that is not a page, with an excerpt of it.
 fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollError {
     // serde quotes the offending value whole, which may be a megabyte (or the key): blanked
@@ -358,70 +344,6 @@ fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollE
         "response is not a Testsigma users page ({detail}); body starts with {}",
         excerpt(body, key)
     ))
-}
-
-/// What stands in for the key where the API echoed it.
-const REDACTED: &str = "[REDACTED]";
-
-/// `text` with the API key blanked out, as sent and percent-encoded (`%2B` or `%2b` for
-/// `+`, whichever characters were encoded): a query string carries a key that the API
-/// echoed as a cursor encoded. Applied to everything the client lets out (errors, log lines,
-/// excerpts of bodies): an API may echo the key back in an error body or a link.
-fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
-    let key_text = key.expose_secret();
-    let key = key_text.as_bytes();
-    if key.is_empty() || (!text.contains('%') && !text.contains(key_text)) {
-        return Cow::Borrowed(text);
-    }
-    // The text with every `%XX` decoded, and where in `text` each decoded byte began.
-    let raw = text.as_bytes();
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut starts = Vec::with_capacity(raw.len() + 1);
-    let mut i = 0;
-    while i < raw.len() {
-        starts.push(i);
-        match raw.get(i + 1..i + 3).filter(|_| raw[i] == b'%') {
-            Some(&[high, low]) if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
-                decoded.push(hex(high) << 4 | hex(low));
-                i += 3;
-            }
-            _ => {
-                decoded.push(raw[i]);
-                i += 1;
-            }
-        }
-    }
-    starts.push(raw.len());
-    let mut out = Vec::new();
-    let (mut copied, mut at) = (0, 0);
-    while let Some(found) = find(&decoded[at..], key) {
-        let (from, to) = (starts[at + found], starts[at + found + key.len()]);
-        out.extend_from_slice(&raw[copied..from]);
-        out.extend_from_slice(REDACTED.as_bytes());
-        copied = to;
-        at += found + key.len();
-    }
-    if out.is_empty() {
-        return Cow::Borrowed(text);
-    }
-    out.extend_from_slice(&raw[copied..]);
-    // Cuts fall between characters (the key is whole characters); lossy all the same.
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// The value of a hex digit, either case (0 for anything else).
-fn hex(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        b'A'..=b'F' => digit - b'A' + 10,
-        _ => 0,
-    }
-}
-
-/// Where `needle` first occurs in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The start of a body for a log line, blanked out before it is cut, so that no part of a
@@ -515,46 +437,6 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_key_is_blanked_out_of_texts_and_errors() {
-        let key = SecretString::from("k3y");
-        assert_eq!(
-            redact("key k3y, k3yk3y and k3", &key),
-            "key [REDACTED], [REDACTED][REDACTED] and k3"
-        );
-        assert!(matches!(redact("k3", &key), Cow::Borrowed("k3")));
-        assert_eq!(redact("k3y", &SecretString::from("")), "k3y");
-        let err = PollError::Http {
-            status: 404,
-            url: "http://h/?c=k3y".into(),
-            hint: " (API says: \"bad k3y\")".into(),
-        }
-        .map_text(|t| redact(&t, &key).into_owned());
-        assert_eq!(
-            err.to_string(),
-            "HTTP 404 from http://h/?c=[REDACTED] (API says: \"bad [REDACTED]\")"
-        );
-    }
-
-    #[test]
-    fn the_key_is_blanked_out_percent_encoded_in_either_case() {
-        let key = SecretString::from("a+b/c=d");
-        for (text, want) in [
-            ("?cursor=a%2Bb%2Fc%3Dd&x=1", "?cursor=[REDACTED]&x=1"),
-            ("c=a%2bb%2fc%3dd", "c=[REDACTED]"),
-            ("a+b%2Fc=d and a+b/c=d", "[REDACTED] and [REDACTED]"),
-            ("%61%2B%62/c=d!", "[REDACTED]!"),
-            ("a%2Bb%2Fc%3D", "a%2Bb%2Fc%3D"),
-            ("100% a+b/c=d %zz %+2 %", "100% [REDACTED] %zz %+2 %"),
-            ("é%C3a+b/c=dé", "é%C3[REDACTED]é"),
-        ] {
-            assert_eq!(redact(text, &key), want, "{text}");
-        }
-        assert!(matches!(redact("50%2B", &key), Cow::Borrowed(_)));
-        let key = SecretString::from("clé");
-        assert_eq!(redact("x=cl%C3%A9;clé", &key), "x=[REDACTED];[REDACTED]");
-    }
 
     #[test]
     fn an_excerpt_shows_no_part_of_the_key() {

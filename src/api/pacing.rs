@@ -1,4 +1,4 @@
-//! Request pacing and retry timing: pure arithmetic plus one small shared clock.
+//! Request pacing and retry timing: arithmetic plus one small shared clock.
 //!
 //! The key's budget (about 10 requests a second) is shared with every other client of the
 //! key, and clients do not talk to each other: the API's `x-tms-api-limit` and
@@ -49,6 +49,23 @@ pub struct Quota {
     pub limit: Option<f64>,
     /// `x-tms-api-remaining`: requests left in the current window.
     pub remaining: f64,
+}
+
+impl Quota {
+    /// `x-tms-api-remaining` and `x-tms-api-limit`, when the answer has them.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+        };
+        Some(Self {
+            remaining: number("x-tms-api-remaining")?,
+            limit: number("x-tms-api-limit"),
+        })
+    }
 }
 
 /// Spaces request starts at the adaptive rate, never above `--max-request-rate`, and holds
