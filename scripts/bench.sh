@@ -8,7 +8,10 @@
 #   - scrape latency (p99) idle and while BIG-user polls run back to back, with scrapes paced
 #     at 100 a second on each of 2 connections, as scrapers come periodically (a closed loop
 #     at full speed would measure the CPU queue of wrk, nginx and the exporter instead);
-#   - idle RSS and the size of the release binary.
+#   - idle RSS and the size of the release binary;
+#   - one API key shared by 1, 2 and 3 exporters with default pacing against a mock that
+#     enforces the live API's 10 requests in any second per key (bench/shared_key_api.py):
+#     requests refused, polls failed, and how long one exporter's poll takes.
 #
 # Prints each run, then medians, ratios and the targets of the performance issue.
 # Not a test: numbers depend on the machine and on what else runs on it.
@@ -22,6 +25,8 @@
 #   --bin PATH      measure this exporter binary instead (implies --no-build)
 #   --compare PATH  also poll with this other build, interleaved with the first in every
 #                   run, and report the CPU of the two side by side (before/after a change)
+#   --share-duration S  seconds each shared-key run lasts (default 60)
+#   --share-only    run only the shared-key measurement (needs python3 and curl alone)
 # Needs nginx, wrk, curl, python3 with prometheus_client and requests; installs what is
 # missing with apt-get and pip when run as root.
 set -euo pipefail
@@ -33,6 +38,8 @@ DURATION=10
 BUILD=1
 BIN=
 CMP=
+SHARE_DURATION=60
+SHARE_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -42,6 +49,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) BUILD=0; shift ;;
     --bin) BIN=$(realpath "$2"); BUILD=0; shift 2 ;;
     --compare) CMP=$(realpath "$2"); shift 2 ;;
+    --share-duration) SHARE_DURATION=$2; shift 2 ;;
+    --share-only) SHARE_ONLY=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -54,8 +63,10 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- tools -------------------------------------------------------------------------------
 need_apt=()
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
-command -v wrk >/dev/null || need_apt+=(wrk)
+if [[ $SHARE_ONLY == 0 ]]; then
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx)
+    command -v wrk >/dev/null || need_apt+=(wrk)
+fi
 command -v curl >/dev/null || need_apt+=(curl)
 if [[ ${#need_apt[@]} -gt 0 ]]; then
     log "installing ${need_apt[*]}"
@@ -66,7 +77,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # The Python baseline's packages go into a virtualenv: Debian's own python3 refuses pip
 # installs into the system (and needs python3-venv for this).
 BASELINE_VENV=${BASELINE_VENV:-$HOME/.cache/testsigma-exporter-bench-venv}
-if ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
+if [[ $SHARE_ONLY == 0 ]] && ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
     log "installing prometheus_client and requests for the Python baseline into $BASELINE_VENV"
     python3 -m venv "$BASELINE_VENV"
     timeout 600 "$BASELINE_VENV/bin/pip" install -q prometheus_client requests
@@ -89,7 +100,68 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+export TESTSIGMA_API_KEY=bench-key
+RESULTS=$WORK/results # lines: "name value"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- 0. one key shared by several exporters ----------------------------------------------
+# Exporters with the default pacing (--max-request-rate 5, --max-retries 3) poll one key of
+# a mock API that answers at most 10 requests in any second per key, as the live API does
+# (HTTP 500 "rate limit exceeded" past it, x-tms-api-* headers on every answer). The account
+# is 50 pages of 100 users (10 s for one exporter alone at 5 a second); --poll-interval 1s
+# keeps polls back to back, so the key is drawn on for the whole run (at the default 60 s
+# the exporters would sit idle most of a minute).
+SHARE_PORT=$(free_port)
+python3 "$BENCH/shared_key_api.py" "$SHARE_PORT" 50 100 10 &
+PIDS+=($!)
+SHARE=http://127.0.0.1:$SHARE_PORT
+until curl -s -o /dev/null "$SHARE/stats"; do sleep 0.1; done
+metric() { awk -v m="$2" '$1 == m { print $2 + 0 }' <<<"$1"; }
+share_run() { # n: n exporters for SHARE_DURATION seconds -> share.n.* results
+    local n=$1 k port text took=0 failed=0 polls=0 pids=() ports=()
+    curl -s -X POST -o /dev/null "$SHARE/reset"
+    for ((k = 1; k <= n; k++)); do
+        port=$(free_port)
+        "$BIN" --base-url "$SHARE/api/v1" --poll-interval 1s --web.listen-address "127.0.0.1:$port" \
+            --log.level warn 2>"$WORK/share-$n-$k.log" &
+        pids+=($!)
+        PIDS+=($!)
+        ports+=("$port")
+    done
+    sleep "$SHARE_DURATION"
+    for port in "${ports[@]}"; do
+        text=$(curl -s --max-time 10 "http://127.0.0.1:$port/metrics")
+        failed=$((failed + $(metric "$text" 'testsigma_polls_total{result="failure"}')))
+        polls=$((polls + $(metric "$text" 'testsigma_polls_total{result="success"}')))
+        took=$(python3 -c "print($took + $(metric "$text" testsigma_poll_duration_seconds))")
+    done
+    kill "${pids[@]}"
+    wait "${pids[@]}" 2>/dev/null || true
+    read -r requests refused < <(curl -s "$SHARE/stats" | python3 -c \
+        'import json, sys; s = json.load(sys.stdin); print(s["requests"], s["refused"])')
+    took=$(python3 -c "print(round($took / $n, 2))")
+    printf 'share.%d.%s %s\n' "$n" requests "$requests" "$n" refused "$refused" "$n" failed "$failed" \
+        "$n" polls "$polls" "$n" poll_s "$took" >>"$RESULTS"
+    printf '  %d exporter(s), %s s: %s requests, %s refused, %s polls done, %s failed, last poll %s s\n' \
+        "$n" "$SHARE_DURATION" "$requests" "$refused" "$polls" "$failed" "$took" >&2
+}
+log "one key shared by 1, 2 and 3 exporters, $SHARE_DURATION s each, against a 10/s limit"
+for n in 1 2 3; do share_run "$n"; done
+python3 - "$RESULTS" "$SHARE_DURATION" <<'EOF'
+import sys
+m = {}
+for line in open(sys.argv[1]):
+    name, value = line.split()
+    m[name] = float(value)
+print(f"\nOne key shared, {sys.argv[2]} s a run, 10 requests/s enforced per key\n")
+print("| exporters | requests | refused | share refused | polls done | polls failed | poll time |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for n in (1, 2, 3):
+    r, x = m[f"share.{n}.requests"], m[f"share.{n}.refused"]
+    print(f"| {n} | {r:.0f} | {x:.0f} | {100 * x / max(r, 1):.2f}% | {m[f'share.{n}.polls']:.0f} "
+          f"| {m[f'share.{n}.failed']:.0f} | {m[f'share.{n}.poll_s']:.1f} s |")
+EOF
+[[ $SHARE_ONLY == 1 ]] && exit 0
 
 log "generating $USERS and $BIG_USERS users as static pages under $WORK"
 python3 "$BENCH/gen_pages.py" "$WORK/small" "$USERS" >/dev/null
@@ -144,8 +216,6 @@ curl_config() { # base users -> a curl config fetching every page in order
 curl_config "$SMALL" "$USERS" >"$WORK/curl-small.cfg"
 curl_config "$BIG" "$BIG_USERS" >"$WORK/curl-big.cfg"
 
-export TESTSIGMA_API_KEY=bench-key
-RESULTS=$WORK/results # lines: "name value"
 
 measure() { # name cmd... : runs cmd, records name.cpu (user+sys, s) and name.rss (KiB)
     local name=$1 out

@@ -15,12 +15,13 @@
 //! - [`config`] turns the command line and environment into [`Settings`]: clap parses and
 //!   range-checks each value, [`Cli::into_settings`] resolves the key's source.
 //! - [`api`] is the one client of the Testsigma API: it walks every page of
-//!   `GET {base}/users` with pacing and retries, decodes each page ([`api::page`]) and counts
+//!   `GET {base}/users` with pacing (adapted to what the key's rate-limit headers say of
+//!   other clients) and retries, decodes each page ([`api::page`]) and counts
 //!   its users into a [`census::Tally`]. It tells an [`api::Observer`] about each request and
 //!   knows nothing of Prometheus; every error it returns has the key blanked out.
 //! - [`census`] is pure counting: de-duplication, status normalisation and, in
 //!   [`census::Tally::finish`], the label cap.
-//! - [`poller`] loads the key, runs a walk on an interval, finishes the tally into a
+//! - [`poller`] loads the key, runs a walk within `--poll-timeout` on an interval, finishes the tally into a
 //!   [`census::Census`] and hands it, or the reason the poll failed, to [`metrics`].
 //! - [`metrics`] is the one type holding every collector; it swaps a poll's results in at
 //!   once, observes the client's requests, and keeps the rendered exposition.
@@ -30,7 +31,7 @@
 //!   the file and its certificates off the serving path when they change, and refusing a
 //!   version that would weaken protection.
 //! - `demo` is a simulated API on loopback for `--demo`; `files` reads the files others write
-//!   (regular files only, bounded), for `web` and the client's `--api-ca-file`.
+//!   (regular files only, bounded), for `web`, the key file and the client's `--api-ca-file`.
 //!
 //! [`run`] loads the web configuration and wires the parts together until a shutdown
 //! signal; [`once`] polls once for `--once`.

@@ -53,6 +53,7 @@ struct Inner {
     errors: IntCounterVec,
     requests: IntCounterVec,
     remaining: GaugeVec,
+    pace: GaugeVec,
 }
 
 impl Metrics {
@@ -140,6 +141,14 @@ impl Metrics {
             &[],
         )
         .expect("valid metric");
+        let pace = GaugeVec::new(
+            Opts::new(
+                "testsigma_api_request_rate_limit",
+                format!("Requests/second the exporter allows itself to the API now: --max-request-rate, or less while other clients of the key use its budget; {FROM_POLL}."),
+            ),
+            &[],
+        )
+        .expect("valid metric");
         let build_info = GaugeVec::new(
             Opts::new(
                 "testsigma_exporter_build_info",
@@ -170,6 +179,7 @@ impl Metrics {
         reg(Box::new(errors.clone()));
         reg(Box::new(requests.clone()));
         reg(Box::new(remaining.clone()));
+        reg(Box::new(pace.clone()));
         reg(Box::new(build_info));
 
         let process = Registry::new();
@@ -199,6 +209,7 @@ impl Metrics {
                 errors,
                 requests,
                 remaining,
+                pace,
             }),
         }
     }
@@ -300,6 +311,10 @@ impl Observer for Metrics {
             .remaining
             .with_label_values(NO_LABELS)
             .set(remaining);
+    }
+
+    fn pace(&self, per_second: f64) {
+        self.inner.pace.with_label_values(NO_LABELS).set(per_second);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The polling loop: load the key, walk the pages, publish all or nothing, on an interval
 //! measured start to start; polls never overlap and shutdown cancels the one in flight.
 
-use std::time::{Instant, SystemTime};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
@@ -11,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::api::{Client, ClientConfig, ClientError, PollError};
 use crate::census::Census;
 use crate::config::{KeySource, Settings};
+use crate::files::read_regular;
 use crate::metrics::Metrics;
 
 /// Polls the API and publishes into [`Metrics`].
@@ -19,7 +21,8 @@ pub struct Poller {
     client: Client,
     key: KeySource,
     metrics: Metrics,
-    interval: std::time::Duration,
+    interval: Duration,
+    timeout: Duration,
     max_statuses: usize,
 }
 
@@ -40,6 +43,7 @@ impl Poller {
             key: settings.key.clone(),
             metrics,
             interval: settings.poll_interval,
+            timeout: settings.poll_timeout,
             max_statuses: settings.max_statuses,
         })
     }
@@ -48,10 +52,16 @@ impl Poller {
     /// failure is recorded and the last good counts stay.
     pub async fn poll(&self) -> Result<Census, PollError> {
         let started = Instant::now();
-        let result = match load_key(&self.key).await {
-            Ok(key) => self.client.walk(&key, &self.metrics).await,
-            Err(e) => Err(e),
+        let walk = async {
+            let key = load_key(&self.key).await?;
+            self.client.walk(&key, &self.metrics).await
         };
+        // The deadline covers everything: the key file, every page, retries and waits.
+        let result = tokio::time::timeout(self.timeout, walk)
+            .await
+            .unwrap_or(Err(PollError::PollTimeout {
+                limit: self.timeout,
+            }));
         let took = started.elapsed();
         match result {
             Ok((tally, stats)) => {
@@ -120,7 +130,7 @@ async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
                 path: path.clone(),
                 source,
             };
-            let text = read_small_file(path).await.map_err(key_error)?;
+            let text = read_key_file(path).await.map_err(key_error)?;
             let key = text.trim();
             if key.is_empty() {
                 return Err(key_error(std::io::Error::new(
@@ -143,21 +153,38 @@ async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
     Ok(key)
 }
 
-/// Reads a key file of at most 64 KiB: a wrong path such as a device must not read forever.
-async fn read_small_file(path: &std::path::Path) -> std::io::Result<String> {
-    use tokio::io::AsyncReadExt;
-    const LIMIT: u64 = 64 * 1024;
-    let mut text = String::new();
-    tokio::fs::File::open(path)
-        .await?
-        .take(LIMIT + 1)
-        .read_to_string(&mut text)
-        .await?;
-    if text.len() as u64 > LIMIT {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "larger than 64 KiB, so not a key file",
-        ));
-    }
-    Ok(text)
+/// The largest key file read: a wrong path such as a log file must not be read whole.
+const KEY_FILE_LIMIT: u64 = 64 * 1024;
+/// How long reading the key file may take: a stalled network mount fails the poll instead
+/// of hanging it.
+const KEY_FILE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads a key file: a regular file only (a FIFO or a device is refused before a byte is
+/// read), of at most 64 KiB, on a blocking thread given [`KEY_FILE_TIMEOUT`].
+async fn read_key_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind};
+    let owned = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || read_regular(&owned, KEY_FILE_LIMIT));
+    let bytes = match tokio::time::timeout(KEY_FILE_TIMEOUT, read).await {
+        Ok(Ok(Ok(bytes))) => bytes,
+        Ok(Ok(Err(e))) if e.kind() == ErrorKind::InvalidData => {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                "larger than 64 KiB, so not a key file",
+            ))
+        }
+        Ok(Ok(Err(e))) => return Err(e),
+        Ok(Err(_)) => return Err(Error::other("the thread reading it failed")),
+        Err(_) => {
+            return Err(Error::new(
+                ErrorKind::TimedOut,
+                format!(
+                    "reading it took longer than {} s (a stalled mount?)",
+                    KEY_FILE_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    };
+    String::from_utf8(bytes)
+        .map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text, so not a key file"))
 }

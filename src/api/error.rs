@@ -77,6 +77,12 @@ pub enum PollError {
     )]
     Timeout { detail: String },
     #[error(
+        "the poll took longer than --poll-timeout ({}) and was stopped; the API answers \
+         slowly or rate-limits hard: raise --poll-timeout, or --page-size to need fewer \
+         requests", humantime::format_duration(*limit)
+    )]
+    PollTimeout { limit: std::time::Duration },
+    #[error(
         "cannot reach the API: {detail}; check --base-url, DNS, the network and, where one is \
          needed, the proxy (HTTPS_PROXY, NO_PROXY)"
     )]
@@ -123,6 +129,7 @@ impl PollError {
             | PollError::KeyFile { .. }
             | PollError::InvalidKey { .. }
             | PollError::RateLimited { .. }
+            | PollError::PollTimeout { .. }
             | PollError::TooLarge { .. }) => other,
         }
     }
@@ -133,7 +140,7 @@ impl PollError {
                 Reason::Auth
             }
             PollError::RateLimited { .. } => Reason::RateLimited,
-            PollError::Timeout { .. } => Reason::Timeout,
+            PollError::Timeout { .. } | PollError::PollTimeout { .. } => Reason::Timeout,
             PollError::Connect { .. } => Reason::Connect,
             PollError::Tls { .. } => Reason::Tls,
             PollError::Http { .. } => Reason::Http,

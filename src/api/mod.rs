@@ -6,10 +6,10 @@
 mod error;
 mod pacing;
 pub mod page;
+mod redact;
 pub(crate) mod tls;
 mod walk;
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -22,7 +22,8 @@ use url::Url;
 use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
-use pacing::{backoff, retry_after, Pacer};
+use pacing::{backoff, retry_after, Pacer, Quota};
+use redact::redact;
 pub use tls::CaFileError;
 use walk::Walk;
 
@@ -62,6 +63,9 @@ pub trait Observer: Send + Sync {
     fn request(&self, status: Option<u16>);
     /// The API said how many requests its rate-limit window has left (`x-tms-api-remaining`).
     fn quota_remaining(&self, remaining: f64);
+    /// The requests/second the client allows itself now: `--max-request-rate`, or less
+    /// while other clients of the key draw on its budget.
+    fn pace(&self, _per_second: f64) {}
 }
 
 /// Numbers about one successful walk, for the log.
@@ -145,6 +149,9 @@ impl Client {
         key: &SecretString,
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
+        if let Some(rate) = self.pacer.rate() {
+            observer.pace(rate);
+        }
         self.walk_pages(key, observer)
             .await
             .map_err(|e| e.map_text(|text| redact(&text, key).into_owned()))
@@ -249,8 +256,12 @@ impl Client {
         };
         let status = response.status();
         observer.request(Some(status.as_u16()));
-        self.note_quota(response.headers(), observer);
+        let quota = Quota::from_headers(response.headers());
+        if let Some(quota) = quota {
+            observer.quota_remaining(quota.remaining);
+        }
         if status.is_success() {
+            self.adapt(quota, false, observer);
             return read_body(&mut response, body, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| match e {
@@ -268,6 +279,9 @@ impl Client {
         let mut error_body = Vec::new();
         // The error body helps the log and tells a rate limit apart; it is optional.
         let _ = read_body(&mut response, &mut error_body, MAX_ERROR_BODY_BYTES).await;
+        let refused = status == StatusCode::TOO_MANY_REQUESTS
+            || (status.is_server_error() && mentions_rate_limit(&error_body));
+        self.adapt(quota, refused, observer);
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
@@ -305,18 +319,18 @@ impl Client {
         })
     }
 
-    /// Reports the quota header and pauses when it is spent.
-    fn note_quota(&self, headers: &HeaderMap, observer: &dyn Observer) {
-        let remaining = headers
-            .get("x-tms-api-remaining")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if let Some(remaining) = remaining {
-            observer.quota_remaining(remaining);
-            if remaining <= 0.0 {
-                debug!("API quota spent (x-tms-api-remaining: 0), pausing 1 s");
-                self.pacer.hold_off(Duration::from_secs(1));
-            }
+    /// Paces the next requests after an answer (see [`pacing`]) and tells the new pace.
+    fn adapt(&self, quota: Option<Quota>, refused: bool, observer: &dyn Observer) {
+        if self.pacer.observe(quota, refused) {
+            debug!(
+                remaining = quota.map(|q| q.remaining),
+                refused,
+                pace = self.pacer.rate(),
+                "the key's budget runs low while other clients use it: pace lowered"
+            );
+        }
+        if let Some(rate) = self.pacer.rate() {
+            observer.pace(rate);
         }
     }
 }
@@ -330,20 +344,6 @@ fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollE
         "response is not a Testsigma users page ({detail}); body starts with {}",
         excerpt(body, key)
     ))
-}
-
-/// What stands in for the key where the API echoed it.
-const REDACTED: &str = "[REDACTED]";
-
-/// `text` with the API key blanked out. Applied to everything the client lets out (errors,
-/// log lines, excerpts of bodies): an API may echo the key back in an error body or a link.
-fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
-    let key = key.expose_secret();
-    if key.is_empty() || !text.contains(key) {
-        Cow::Borrowed(text)
-    } else {
-        Cow::Owned(text.replace(key, REDACTED))
-    }
 }
 
 /// The start of a body for a log line, blanked out before it is cut, so that no part of a
@@ -437,27 +437,6 @@ async fn read_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_key_is_blanked_out_of_texts_and_errors() {
-        let key = SecretString::from("k3y");
-        assert_eq!(
-            redact("key k3y, k3yk3y and k3", &key),
-            "key [REDACTED], [REDACTED][REDACTED] and k3"
-        );
-        assert!(matches!(redact("k3", &key), Cow::Borrowed("k3")));
-        assert_eq!(redact("k3y", &SecretString::from("")), "k3y");
-        let err = PollError::Http {
-            status: 404,
-            url: "http://h/?c=k3y".into(),
-            hint: " (API says: \"bad k3y\")".into(),
-        }
-        .map_text(|t| redact(&t, &key).into_owned());
-        assert_eq!(
-            err.to_string(),
-            "HTTP 404 from http://h/?c=[REDACTED] (API says: \"bad [REDACTED]\")"
-        );
-    }
 
     #[test]
     fn an_excerpt_shows_no_part_of_the_key() {

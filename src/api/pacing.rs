@@ -1,27 +1,119 @@
-//! Request pacing and retry timing: pure arithmetic plus one small shared clock.
+//! Request pacing and retry timing: arithmetic plus one small shared clock.
+//!
+//! The key's budget (about 10 requests a second) is shared with every other client of the
+//! key, and clients do not talk to each other: the API's `x-tms-api-limit` and
+//! `x-tms-api-remaining` headers are the shared signal. The pacer adapts its rate to them,
+//! additive increase and multiplicative decrease (AIMD, as TCP shares a link):
+//!
+//! - other clients are drawing on the window (its use is more than our own requests in it)
+//!   and what remains is low ([`LOW_SHARE`] of the limit or less): the rate is cut to
+//!   [`CUT`] of itself, at most once a [`WINDOW`]; with almost nothing left
+//!   ([`HOLD_BELOW`]), the next request also waits most of a window for it to free up;
+//! - a request refused for the rate limit: the rate is halved (its retry waits at least a
+//!   second); nothing left at all: nothing is sent for a window (as before sharing);
+//! - plenty remains: the rate grows by [`INCREASE`] requests/second every second, up to
+//!   `--max-request-rate` (and never above the key's limit per window).
+//!
+//! Alone, the window's use is our own and the rate stays at `--max-request-rate`. Several
+//! clients settle on a share each, below the key's limit.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-/// Spaces request starts at most `rate` per second apart, and holds off after the API says
-/// its quota is spent. Shared by every request of the client, across polls.
+/// The key's rate-limit window, as the live API has it: `x-tms-api-limit` requests a second.
+pub const WINDOW: Duration = Duration::from_secs(1);
+/// What remains in the window is low at this share of the limit (at least 1 request).
+pub const LOW_SHARE: f64 = 0.3;
+/// At this many requests left or fewer, while others draw on the key, the next request
+/// waits [`HOLD`] for the window to free up.
+pub const HOLD_BELOW: f64 = 2.0;
+const HOLD: Duration = Duration::from_millis(750);
+/// The rate is multiplied by this when the remaining budget runs low, and by
+/// [`REFUSED_CUT`] when a request is refused.
+pub const CUT: f64 = 0.6;
+const REFUSED_CUT: f64 = 0.5;
+/// Requests/second the rate grows by, a second, while the budget is plentiful.
+pub const INCREASE: f64 = 0.5;
+/// The lowest rate a cut goes to, in requests/second.
+const FLOOR: f64 = 0.2;
+/// Own request starts remembered: more than any window's limit needs.
+const SENT_CAP: usize = 1024;
+
+/// What one answer said of the key's budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    /// `x-tms-api-limit`: requests a window, when sent.
+    pub limit: Option<f64>,
+    /// `x-tms-api-remaining`: requests left in the current window.
+    pub remaining: f64,
+}
+
+impl Quota {
+    /// `x-tms-api-remaining` and `x-tms-api-limit`, when the answer has them.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+        };
+        Some(Self {
+            remaining: number("x-tms-api-remaining")?,
+            limit: number("x-tms-api-limit"),
+        })
+    }
+}
+
+/// Spaces request starts at the adaptive rate, never above `--max-request-rate`, and holds
+/// off after the API says its quota is spent. Shared by every request of the client, across
+/// polls.
 #[derive(Debug)]
 pub struct Pacer {
-    gap: Option<Duration>,
-    next: Mutex<Option<Instant>>,
+    /// `--max-request-rate`; infinite for no limit.
+    ceiling: f64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Requests/second allowed now; infinite while unpaced.
+    rate: f64,
+    last_start: Option<Instant>,
+    hold_until: Option<Instant>,
+    /// Own request starts within the last [`WINDOW`].
+    sent: VecDeque<Instant>,
+    last_cut: Option<Instant>,
+    last_heard: Option<Instant>,
 }
 
 impl Pacer {
     /// `rate` in requests per second; `None` for no limit.
     pub fn new(rate: Option<f64>) -> Self {
-        // A rate so small that the gap does not fit a Duration waits an hour, not a panic.
-        let gap = |r: f64| Duration::try_from_secs_f64(1.0 / r).map_or(MAX_GAP, |g| g.min(MAX_GAP));
+        let ceiling = rate.filter(|r| *r > 0.0).unwrap_or(f64::INFINITY);
         Self {
-            gap: rate.filter(|r| *r > 0.0).map(gap),
-            next: Mutex::new(None),
+            ceiling,
+            state: Mutex::new(State {
+                rate: ceiling,
+                last_start: None,
+                hold_until: None,
+                sent: VecDeque::new(),
+                last_cut: None,
+                last_heard: None,
+            }),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests/second allowed now; `None` while unpaced.
+    pub fn rate(&self) -> Option<f64> {
+        Some(self.state().rate).filter(|r| r.is_finite())
     }
 
     /// Waits until the next request may start, and books its slot. Returns at once when the
@@ -29,10 +121,20 @@ impl Pacer {
     /// millisecond clock, about 1 ms a request when there is no limit.
     pub async fn wait(&self) {
         let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = self.state();
             let now = Instant::now();
-            let at = next.map_or(now, |n| n.max(now));
-            *next = self.gap.map(|gap| at + gap).or(*next);
+            let mut at = now;
+            if let (Some(last), Some(gap)) = (s.last_start, gap(s.rate)) {
+                at = at.max(last + gap);
+            }
+            if let Some(hold) = s.hold_until {
+                at = at.max(hold);
+            }
+            s.last_start = Some(at);
+            if s.sent.len() >= SENT_CAP {
+                s.sent.pop_front();
+            }
+            s.sent.push_back(at);
             (at > now).then_some(at)
         };
         if let Some(at) = at {
@@ -41,11 +143,103 @@ impl Pacer {
     }
 
     /// No request starts before `pause` has passed.
+    #[cfg(test)]
     pub fn hold_off(&self, pause: Duration) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let until = Instant::now() + pause;
-        *next = Some(next.map_or(until, |n| n.max(until)));
+        self.state().hold(Instant::now() + pause);
     }
+
+    /// Adapts the rate to an answer: what it said of the key's budget, and whether the
+    /// request was refused for the rate limit. Returns whether the rate was cut.
+    pub fn observe(&self, quota: Option<Quota>, refused: bool) -> bool {
+        self.observe_at(Instant::now(), quota, refused)
+    }
+
+    fn observe_at(&self, now: Instant, quota: Option<Quota>, refused: bool) -> bool {
+        let mut s = self.state();
+        while s
+            .sent
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
+            s.sent.pop_front();
+        }
+        let own = s.sent.len() as f64;
+        let since = s.last_heard.map(|t| now.saturating_duration_since(t));
+        s.last_heard = Some(now);
+        let may_cut = s
+            .last_cut
+            .is_none_or(|t| now.saturating_duration_since(t) >= WINDOW);
+        let limit = quota.and_then(|q| q.limit).filter(|l| *l > 0.0);
+        // Never above the key's own limit either.
+        let ceiling = limit.map_or(self.ceiling, |l| self.ceiling.min(l / WINDOW.as_secs_f64()));
+        let remaining = quota.map(|q| q.remaining);
+        if remaining.is_some_and(|r| r <= 0.0) {
+            s.hold(now + WINDOW);
+        }
+        // Unpaced and no limit known: nothing to adapt (a refused request waits for its
+        // retry, as before).
+        if ceiling.is_infinite() {
+            return false;
+        }
+        let cut = if refused {
+            Some(REFUSED_CUT)
+        } else {
+            match (limit, remaining) {
+                (Some(limit), Some(remaining)) => {
+                    let others = (limit - remaining) - own;
+                    let low = (limit * LOW_SHARE).max(1.0);
+                    if remaining <= low && others >= 1.0 {
+                        if remaining <= HOLD_BELOW {
+                            s.hold(now + HOLD);
+                        }
+                        Some(CUT)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            }
+        };
+        let low = match (limit, remaining) {
+            (Some(limit), Some(remaining)) => remaining <= (limit * LOW_SHARE).max(1.0),
+            _ => false,
+        };
+        let mut rate = s.rate.min(ceiling);
+        let mut was_cut = false;
+        if let Some(factor) = cut {
+            if may_cut {
+                // Unpaced until now: cut from the rate actually used.
+                let from = if rate.is_finite() {
+                    rate
+                } else {
+                    own.max(1.0) / WINDOW.as_secs_f64()
+                };
+                rate = (from * factor).max(FLOOR.min(ceiling));
+                s.last_cut = Some(now);
+                was_cut = true;
+            }
+        } else if !low && rate.is_finite() {
+            let grow = since.unwrap_or(Duration::ZERO).min(WINDOW).as_secs_f64();
+            rate = (rate + INCREASE * grow).min(ceiling);
+        }
+        s.rate = rate;
+        was_cut
+    }
+}
+
+impl State {
+    fn hold(&mut self, until: Instant) {
+        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+    }
+}
+
+/// The time between two request starts at `rate`; `None` for no limit. A rate so small
+/// that the gap does not fit a Duration waits an hour, not a panic.
+fn gap(rate: f64) -> Option<Duration> {
+    if !rate.is_finite() || rate <= 0.0 {
+        return rate.is_finite().then_some(MAX_GAP);
+    }
+    Some(Duration::try_from_secs_f64(1.0 / rate).map_or(MAX_GAP, |g| g.min(MAX_GAP)))
 }
 
 /// The longest gap between two requests, however low the rate.
@@ -140,6 +334,137 @@ mod tests {
         pacer.wait().await;
         pacer.wait().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    fn quota(limit: f64, remaining: f64) -> Option<Quota> {
+        Some(Quota {
+            limit: Some(limit),
+            remaining,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alone_the_pace_stays_at_the_maximum() {
+        let pacer = Pacer::new(Some(5.0));
+        for _ in 0..20 {
+            pacer.wait().await;
+            // Our own 5 requests a second are all the window holds.
+            let own = pacer.state().sent.len() as f64;
+            assert!(!pacer.observe(quota(10.0, 10.0 - own), false));
+        }
+        assert_eq!(pacer.rate(), Some(5.0));
+        // Even when what remains is low, if the use is our own: nothing to share.
+        let mut s = pacer.state();
+        s.sent.extend([Instant::now(); 4]);
+        drop(s);
+        assert!(!pacer.observe(quota(10.0, 1.0), false));
+        assert_eq!(pacer.rate(), Some(5.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn others_drawing_on_the_key_cut_the_pace_once_a_window_and_it_recovers() {
+        let pacer = Pacer::new(Some(5.0));
+        let start = Instant::now();
+        pacer.wait().await;
+        // One request of ours, 2 left of 10: others used 7.
+        assert!(pacer.observe(quota(10.0, 2.0), false));
+        assert_eq!(pacer.rate(), Some(5.0 * CUT));
+        // Almost nothing left: the next request waits for the window to free up.
+        pacer.wait().await;
+        assert_eq!(start.elapsed(), HOLD);
+        // Within the same window, no second cut.
+        assert!(!pacer.observe(quota(10.0, 1.0), false));
+        assert_eq!(pacer.rate(), Some(5.0 * CUT));
+        // Plenty left: the pace grows by INCREASE a second, up to the maximum.
+        let mut rates = Vec::new();
+        for _ in 0..30 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            pacer.observe(quota(10.0, 8.0), false);
+            rates.push(pacer.rate().unwrap());
+        }
+        assert!(
+            (rates[0] - (5.0 * CUT + INCREASE)).abs() < 1e-9,
+            "{rates:?}"
+        );
+        assert!(rates.windows(2).all(|w| w[1] >= w[0]), "{rates:?}");
+        assert_eq!(rates.last(), Some(&5.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_with_no_limit_known_refusals_change_nothing() {
+        let pacer = Pacer::new(None);
+        pacer.wait().await;
+        assert!(!pacer.observe(None, true));
+        assert!(!pacer.observe(
+            Some(Quota {
+                limit: None,
+                remaining: 3.0
+            }),
+            true
+        ));
+        assert_eq!(pacer.rate(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_halves_the_pace() {
+        let pacer = Pacer::new(Some(4.0));
+        let start = Instant::now();
+        pacer.wait().await;
+        assert!(pacer.observe(quota(10.0, 0.0), true));
+        assert_eq!(pacer.rate(), Some(2.0));
+        // Nothing left: the next request waits for the window.
+        pacer.wait().await;
+        assert_eq!(start.elapsed(), WINDOW);
+        // Refused without any quota header: halved all the same, once a window.
+        tokio::time::advance(WINDOW).await;
+        assert!(pacer.observe(None, true));
+        assert!(!pacer.observe(None, true));
+        assert_eq!(pacer.rate(), Some(1.0));
+        // Cuts stop at the floor.
+        for _ in 0..20 {
+            tokio::time::advance(WINDOW).await;
+            pacer.observe(None, true);
+        }
+        assert_eq!(pacer.rate(), Some(FLOOR));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unpaced_the_keys_limit_is_the_ceiling_once_known() {
+        let pacer = Pacer::new(None);
+        assert_eq!(pacer.rate(), None);
+        pacer.wait().await;
+        pacer.observe(None, false);
+        assert_eq!(pacer.rate(), None);
+        pacer.observe(
+            Some(Quota {
+                limit: None,
+                remaining: 9.0,
+            }),
+            false,
+        );
+        assert_eq!(pacer.rate(), None);
+        pacer.observe(quota(10.0, 9.0), false);
+        assert_eq!(pacer.rate(), Some(10.0));
+        // A --max-request-rate above the key's limit is held to the limit too.
+        let pacer = Pacer::new(Some(50.0));
+        pacer.observe(quota(10.0, 9.0), false);
+        assert_eq!(pacer.rate(), Some(10.0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_quota_holds_a_window_even_alone() {
+        let pacer = Pacer::new(Some(100.0));
+        let start = Instant::now();
+        pacer.wait().await;
+        pacer.observe(
+            Some(Quota {
+                limit: None,
+                remaining: 0.0,
+            }),
+            false,
+        );
+        pacer.wait().await;
+        assert_eq!(start.elapsed(), WINDOW);
     }
 
     #[tokio::test]

@@ -175,3 +175,98 @@ async fn a_key_that_cannot_go_in_a_header_or_an_oversized_file_fails_as_auth_wit
     }
     assert_eq!(request_count(&mock).await, 0);
 }
+
+/// A FIFO at `path`, as a wrong `--api-key-file` could name (opening one for reading waits
+/// for a writer).
+fn make_fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo failed");
+}
+
+#[tokio::test]
+async fn a_fifo_as_key_file_fails_each_poll_as_auth_at_once_and_up_goes_to_0() {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let key_path = scratch.path().join("api-key");
+    let key_arg = key_path.to_str().expect("UTF-8 path");
+    write_atomically(&key_path, b"key-A\n");
+    let mock = api_for(&["key-A"]).await;
+    let app = spawn_app(settings(
+        &base_url(&mock),
+        &["--api-key-file", key_arg, "--poll-interval", "100ms"],
+    ))
+    .await;
+    app.scrape_until(Duration::from_secs(10), |t| value(t, SUCCESS) >= Some(1.0))
+        .await;
+
+    // The Secret is replaced by a FIFO nobody writes to: polls keep failing (rather than
+    // waiting for a writer forever), each counted, and up says so.
+    std::fs::remove_file(&key_path).expect("remove key file");
+    make_fifo(&key_path);
+    let text = app
+        .scrape_until(Duration::from_secs(10), |t| value(t, AUTH) >= Some(3.0))
+        .await;
+    assert_eq!(value(&text, "testsigma_up"), Some(0.0), "{text}");
+    assert_eq!(failed_reasons(&text), ["auth"], "{text}");
+    assert_eq!(
+        value(&text, "testsigma_users"),
+        Some(2.0),
+        "last good count kept"
+    );
+
+    // A directory is no key file either; a regular file again and the exporter recovers.
+    std::fs::remove_file(&key_path).expect("remove FIFO");
+    std::fs::create_dir(&key_path).expect("directory");
+    let auth = value(&text, AUTH).expect("auth failures");
+    app.scrape_until(Duration::from_secs(10), |t| {
+        value(t, AUTH) >= Some(auth + 2.0)
+    })
+    .await;
+    std::fs::remove_dir(&key_path).expect("remove directory");
+    write_atomically(&key_path, b"key-A\n");
+    let successes = value(&app.scrape().await, SUCCESS).expect("successes");
+    let text = app
+        .scrape_until(Duration::from_secs(10), |t| {
+            value(t, SUCCESS) > Some(successes)
+        })
+        .await;
+    assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn once_with_a_fifo_as_key_file_exits_1_at_once_naming_the_file() {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let key_path = scratch.path().join("api-key");
+    let key_arg = key_path.to_str().expect("UTF-8 path");
+    make_fifo(&key_path);
+    let mock = api_for(&["key-A"]).await;
+    // run_exporter gives up (and fails the test) if the binary has not exited in time.
+    let run = run_exporter(
+        &[
+            "--once",
+            "--base-url",
+            &base_url(&mock),
+            "--api-key-file",
+            key_arg,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(value(&run.stdout, AUTH), Some(1.0), "{}", run.stdout);
+    assert_eq!(
+        value(&run.stdout, "testsigma_up"),
+        Some(0.0),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(key_arg) && run.stderr.contains("not a regular file"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(request_count(&mock).await, 0);
+}

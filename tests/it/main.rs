@@ -16,11 +16,13 @@ mod limits;
 mod pacing;
 mod pagination;
 mod retries;
+mod sharing;
 
 // Failures: all-or-nothing polls, random faults, the key file.
 mod chaos;
 mod failure;
 mod keyfile;
+mod poll_timeout;
 
 // Serving: endpoints, compression, hostile clients, TLS and basic auth; reaching the API
 // through a corporate network (private CAs, proxies).

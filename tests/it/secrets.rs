@@ -144,3 +144,51 @@ async fn plain_http_to_a_remote_host_warns_and_to_loopback_does_not() {
         assert!(!output.contains("travels unencrypted"), "{output}");
     }
 }
+
+#[tokio::test]
+async fn a_key_echoed_as_a_cursor_is_blanked_out_percent_encoded_too() {
+    // A key with the characters a query string encodes: `+`, `/` and `=`.
+    const PLAIN: &str = "Zm9v+YmFy/YmF6=cXV4+";
+    let encoded = [
+        "Zm9v%2BYmFy%2FYmF6%3DcXV4%2B",
+        "Zm9v%2bYmFy%2fYmF6%3dcXV4%2b",
+    ];
+    let mock = wiremock::MockServer::start().await;
+    // Page 1 sends the key back as the next cursor; the page it names fails, and its error
+    // body quotes the cursor lower-case encoded, as some servers write it.
+    mount_script(&mock, move |n, _| match n {
+        0 => json_ok(page(&[("user-1", "active")], json!(PLAIN), None)),
+        _ => ResponseTemplate::new(400).set_body_json(
+            json!({"message": format!("bad cursor {}", "Zm9v%2bYmFy%2fYmF6%3dcXV4%2b")}),
+        ),
+    })
+    .await;
+    let run = run_exporter(
+        &[
+            "--once",
+            "--base-url",
+            &base_url(&mock),
+            "--log.level",
+            "trace",
+            "--max-request-rate",
+            "0",
+        ],
+        &[("TESTSIGMA_API_KEY", PLAIN)],
+    )
+    .await;
+    let output = run.output();
+    assert_eq!(run.code, Some(1), "{output}");
+    assert_eq!(failed_reasons(&run.stdout), ["http"], "{output}");
+    assert!(requests_with_key(&mock, PLAIN).await >= 2, "{output}");
+    for spelling in std::iter::once(PLAIN).chain(encoded) {
+        assert!(!output.contains(spelling), "{spelling} in:\n{output}");
+        // Nor a long piece of it, in any case.
+        let piece = &spelling[..12];
+        assert!(
+            !output.to_lowercase().contains(&piece.to_lowercase()),
+            "{piece} in:\n{output}"
+        );
+    }
+    assert!(output.contains("cursor=[REDACTED]"), "{output}");
+    assert!(output.contains("bad cursor [REDACTED]"), "{output}");
+}
