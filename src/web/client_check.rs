@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn a_pinned_certificate_is_taken_within_its_validity_only() {
         let pinned = self_signed(&["client"], vec![Eku::ClientAuth]);
-        let check = check(&[pinned.clone()], None, false);
+        let check = check(std::slice::from_ref(&pinned), None, false);
         assert_eq!(verify(&check, &pinned, NOW), Ok(()));
         // 2021-03-03 and 2072-06-26.
         let before = refusal(verify(&check, &pinned, 1_614_729_600));
@@ -228,7 +228,11 @@ mod tests {
             (vec![Eku::CodeSigning], false),
         ] {
             let pinned = self_signed(&["client"], usages.clone());
-            let result = verify(&check(&[pinned.clone()], None, false), &pinned, NOW);
+            let result = verify(
+                &check(std::slice::from_ref(&pinned), None, false),
+                &pinned,
+                NOW,
+            );
             if taken {
                 assert_eq!(result, Ok(()), "{usages:?}");
             } else {
@@ -266,14 +270,14 @@ mod tests {
         // The pinned path checks the SANs too.
         let pinned = self_signed(&["test3"], vec![Eku::ClientAuth]);
         assert!(verify(
-            &check(&[pinned.clone()], Some(&["test4"]), false),
+            &check(std::slice::from_ref(&pinned), Some(&["test4"]), false),
             &pinned,
             NOW
         )
         .is_err());
         assert_eq!(
             verify(
-                &check(&[pinned.clone()], Some(&["test3"]), false),
+                &check(std::slice::from_ref(&pinned), Some(&["test3"]), false),
                 &pinned,
                 NOW
             ),
