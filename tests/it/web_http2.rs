@@ -238,3 +238,51 @@ async fn an_http2_client_that_never_reads_its_answer_loses_its_connection() {
     );
     drop(answer);
 }
+
+/// More attackers than connection slots (512), over HTTP/2.
+const ATTACKERS: usize = 520;
+
+// Two worker threads, so that the scraper is not queued behind the attackers' tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_credentials_scrape_during_an_http2_password_flood() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ca = TestCa::new("test CA");
+    let path = tls_and_user(&ca, dir.path());
+    let bin = spawn_exporter(&["--demo", "--web.config.file", &path], &[]).await;
+    let scraper = ca
+        .client_builder(None)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTPS client");
+    let url = format!("https://localhost:{}/metrics", bin.addr.port());
+    let scrape = || async {
+        let sent = scraper.get(&url).basic_auth(USER, Some("s3cret")).send();
+        sent.await.map(|response| response.status().as_u16())
+    };
+    // Verified once, so the credentials are in the cache.
+    assert_eq!(scrape().await.expect("first scrape"), 200);
+
+    let flood = h2_password_flood(
+        bin.addr,
+        ca.rustls_client(),
+        USER,
+        ATTACKERS,
+        Duration::from_millis(500),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..5 {
+        match scrape().await {
+            Ok(200) => {}
+            other => panic!("scrape {i} during the HTTP/2 flood: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let statuses = flood.stop().await;
+    eprintln!("the HTTP/2 flood saw {statuses:?}");
+    let refused: u64 = [401, 429].iter().filter_map(|s| statuses.get(s)).sum();
+    assert!(
+        refused >= ATTACKERS as u64,
+        "too small a flood: {statuses:?}"
+    );
+    assert!(!statuses.contains_key(&200), "a guess got in: {statuses:?}");
+}
