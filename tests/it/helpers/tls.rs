@@ -69,6 +69,25 @@ impl TestCa {
         )
     }
 
+    /// A client certificate with the SANs `names`.
+    pub fn client_for(&self, common_name: &str, names: &[&str]) -> Issued {
+        self.issue(
+            common_name,
+            names.iter().map(|n| n.to_string()).collect(),
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// This CA's own certificate and key as a client identity: a self-signed client
+    /// certificate pinned by naming it as the client CA, as the toolkit's tests do.
+    pub fn identity(&self) -> Issued {
+        Issued {
+            cert_pem: self.cert.pem(),
+            key_pem: self.key.serialize_pem(),
+            der: self.cert.der().to_vec(),
+        }
+    }
+
     fn issue(
         &self,
         common_name: &str,
