@@ -14,7 +14,10 @@
 //!   come within the header timeout of its start, when it has been idle (nothing in flight)
 //!   for the idle timeout, and at once when one answer has been in flight that long (a
 //!   client that does not read it).
-//! - Any graceful close gets the idle timeout to finish, then the connection is dropped.
+//! - A graceful close gets [`CLOSE_GRACE`] to finish (the idle timeout at the server's
+//!   shutdown), then the connection is dropped: an HTTP/2 server's GOAWAY waits for the
+//!   client to answer a PING, and a hostile client that never does would otherwise keep its
+//!   connection slot after its 401.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -32,6 +35,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tracing::debug;
+
+/// How long a connection closed gracefully (refused, idle, no request in time) may take to
+/// finish: the answer of a refusal is a few bytes.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Asks for the connection a request came on to be closed after its answer.
 #[derive(Clone)]
@@ -139,10 +146,12 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
-            let begin_close = tokio::select! {
+            // How long the graceful close may take, if one begins now.
+            let grace = tokio::select! {
                 ended = connection.as_mut() => return ended,
-                () = self.0.close.notified(), if closing.is_none() => true,
-                _ = stop.wait_for(|stop| *stop), if closing.is_none() => true,
+                () = self.0.close.notified(), if closing.is_none() => Some(CLOSE_GRACE),
+                // At the server's shutdown, answers in flight may be long ones.
+                _ = stop.wait_for(|stop| *stop), if closing.is_none() => Some(idle),
                 () = wake => {
                     let now = Instant::now();
                     if closing.is_some() {
@@ -154,14 +163,14 @@ impl Connection {
                             debug!("HTTP/2 connection dropped: an answer in flight for too long");
                             return Ok(());
                         }
-                        Some(Verdict::Close) => true,
-                        _ => false,
+                        Some(Verdict::Close) => Some(CLOSE_GRACE),
+                        _ => None,
                     }
                 }
             };
-            if begin_close {
+            if let Some(grace) = grace {
                 connection.as_mut().graceful_shutdown();
-                closing = Some(Instant::now() + idle);
+                closing = Some(Instant::now() + grace.min(idle));
             }
         }
     }

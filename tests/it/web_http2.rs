@@ -179,6 +179,77 @@ async fn a_refused_http2_client_loses_its_connection_after_the_answer() {
     app.stop().await.expect("clean stop");
 }
 
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = u32::try_from(payload.len()).expect("small").to_be_bytes()[1..].to_vec();
+    out.extend([kind, flags]);
+    out.extend(stream.to_be_bytes());
+    out.extend(payload);
+    out
+}
+
+/// A hand-made HTTP/2 client that sends one GET of /metrics with a wrong password and then
+/// answers no PING (so the server's graceful GOAWAY never completes). Returns whether a
+/// GOAWAY came, and whether the server closed the connection within `limit`.
+async fn refused_without_pong(addr: SocketAddr, ca: &TestCa, limit: Duration) -> (bool, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(addr, ca.rustls_client())
+        .await
+        .expect("TLS handshake");
+    let auth = basic("guess");
+    // HPACK: :method GET, :scheme https (static table), then literals with indexed names:
+    // :authority (1), :path (4), authorization (23, past the 4-bit prefix: 15 + 8).
+    let mut block = vec![0x82, 0x87];
+    for (index, value) in [(1u8, "localhost"), (4, "/metrics")] {
+        block.extend([index, u8::try_from(value.len()).expect("short")]);
+        block.extend(value.as_bytes());
+    }
+    block.extend([0x0f, 0x08, u8::try_from(auth.len()).expect("short")]);
+    block.extend(auth.as_bytes());
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(frame(4, 0, 0, &[]));
+    hello.extend(frame(1, 0x5, 1, &block));
+    tls.write_all(&hello).await.expect("request");
+    let mut goaway = false;
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            let mut head = [0u8; 9];
+            if tls.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let length =
+                usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; length];
+            if tls.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match head[3] {
+                // SETTINGS are acknowledged; PINGs are not.
+                4 if head[4] & 1 == 0 => {
+                    let _ = tls.write_all(&frame(4, 1, 0, &[])).await;
+                }
+                7 => goaway = true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (goaway, closed)
+}
+
+#[tokio::test]
+async fn a_refused_http2_client_that_answers_no_ping_loses_its_connection_too() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ca = TestCa::new("test CA");
+    let path = tls_and_user(&ca, dir.path());
+    let (_mock, app) = exporter(&path).await;
+    let (goaway, closed) = refused_without_pong(app.addr, &ca, CLOSE_WAIT).await;
+    assert!(goaway, "no GOAWAY");
+    assert!(closed, "still open after a 401 and an unanswered PING");
+    app.stop().await.expect("clean stop");
+}
+
 fn short_timeouts() -> Limits {
     Limits {
         header_read_timeout: Duration::from_millis(500),
