@@ -9,8 +9,11 @@
   hostile.py flood-h2 HOST PORT CA USER SECONDS
       The same flood over HTTP/2 (ALPN h2): each connection sends a guess every half second
       as long as the server keeps it, then connects again; prints the status codes and how
-      many GOAWAYs the connections got. A minimal HTTP/2 client: HPACK without a dynamic
-      table for the request, and :status read from the static table or as digits.
+      many GOAWAYs the connections got. A minimal HTTP/2 client that answers no PING (so a
+      graceful GOAWAY never completes): HPACK without a dynamic table for the request, and
+      :status read from the static table or as digits; a status the server sent from its
+      dynamic table (a second answer on one connection, before it was dropped) counts as
+      "indexed".
 
   hostile.py non-reader HOST PORT CA USER PASSWORD_FILE [LIMIT]
       Sends pipelined scrapes with the right password over TLS and never reads an answer;
