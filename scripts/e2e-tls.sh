@@ -4,7 +4,8 @@
 # with basic auth; curl checks what a client sees (HTTP/1.1 and HTTP/2); and a real Prometheus scrapes the exporter
 # with scheme: https, tls_config and basic_auth, and must see the target up (and a job with the
 # wrong password down, with a 401). Then hostile clients (scripts/lib/hostile.py): 520
-# connections guessing passwords while a verified scraper must answer within 2 s, and a
+# connections guessing passwords, over HTTP/1.1 and then over HTTP/2, while a verified
+# scraper must answer within 2 s, and a
 # client that never reads its answers, which must lose its connection within 60 s.
 #
 # Usage: scripts/e2e-tls.sh        (as root on Debian, or with the tools already installed)
@@ -152,28 +153,36 @@ alive exporter
 
 step "5. Hostile clients: a flood of wrong passwords, a client that never reads"
 # The production limits of the release binary, with a cost-10 bcrypt hash: 520 keep-alive
-# TLS connections guessing passwords must not keep a scrape with verified credentials
-# waiting 2 s, and a client that sends requests but never reads loses its connection
+# TLS connections guessing passwords (over HTTP/1.1, then over HTTP/2) must not keep a
+# scrape with verified credentials waiting 2 s, and a client that sends requests but never reads loses its connection
 # within 60 s.
-python3 "$ROOT/scripts/lib/hostile.py" flood 127.0.0.1 "$EXP_PORT" ca.crt "$USER_NAME" 16 \
-    >flood.log 2>&1 &
-PIDS[flood]=$!
-sleep 4
-latencies=()
-for _ in $(seq 10); do
-    # A new connection for each scrape, with the credentials verified in step 3.
-    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --cacert ca.crt \
-        -u "$USER_NAME:$PASSWORD" "https://$EXP/metrics" || true)
-    [ "${out%% *}" = 200 ] || die "a scrape during the password flood got ${out:-nothing}"
-    latencies+=("${out#* }")
-    sleep 0.5
-done
-wait "${PIDS[flood]}" || die "the flood failed (see flood.log)"
-unset "PIDS[flood]"
-slowest=$(printf '%s\n' "${latencies[@]}" | sort -n | tail -n 1)
-python3 -c "import sys; sys.exit(float(sys.argv[1]) >= 2)" "$slowest" ||
-    die "a scrape with verified credentials took ${slowest}s during the flood (limit 2 s): ${latencies[*]}"
-ok "10 scrapes during $(cat flood.log): slowest ${slowest}s (${latencies[*]})"
+# flood_scrapes MODE CURL_FLAG: the flood (flood or flood-h2) in the background, 10 scrapes
+# with verified credentials meanwhile, each on a new connection; fails past 2 s.
+flood_scrapes() {
+    python3 "$ROOT/scripts/lib/hostile.py" "$1" 127.0.0.1 "$EXP_PORT" ca.crt "$USER_NAME" 16 \
+        >"$1.log" 2>&1 &
+    PIDS[flood]=$!
+    sleep 4
+    latencies=()
+    for _ in $(seq 10); do
+        # A new connection for each scrape, with the credentials verified in step 3.
+        out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 "$2" \
+            --cacert ca.crt -u "$USER_NAME:$PASSWORD" "https://$EXP/metrics" || true)
+        [ "${out%% *}" = 200 ] || die "a scrape during the $1 got ${out:-nothing}"
+        latencies+=("${out#* }")
+        sleep 0.5
+    done
+    wait "${PIDS[flood]}" || die "the $1 failed (see $1.log)"
+    unset "PIDS[flood]"
+    slowest=$(printf '%s\n' "${latencies[@]}" | sort -n | tail -n 1)
+    python3 -c "import sys; sys.exit(float(sys.argv[1]) >= 2)" "$slowest" ||
+        die "a scrape with verified credentials took ${slowest}s during the $1 (limit 2 s): ${latencies[*]}"
+    ok "10 scrapes ($2) during $(cat "$1.log"): slowest ${slowest}s (${latencies[*]})"
+}
+flood_scrapes flood --http1.1
+alive exporter
+# The same over HTTP/2, where refused clients get a GOAWAY instead of Connection: close.
+flood_scrapes flood-h2 --http2
 alive exporter
 timeout 120 python3 "$ROOT/scripts/lib/hostile.py" non-reader 127.0.0.1 "$EXP_PORT" ca.crt \
     "$USER_NAME" password 60 \

@@ -7,7 +7,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,17 +16,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio_io_timeout::TimeoutStream;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
+use crate::web::connection::{Connection, Deadlines};
+use crate::web::handshake::{handshake, with_deadlines, HandshakeLog};
 use crate::web::WebConfig;
 
 /// Connections served at once; more wait in the kernel's accept queue.
@@ -41,9 +37,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Open connections get this long to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Requests at once on one HTTP/2 connection (Prometheus sends one at a time).
-pub const H2_MAX_STREAMS: u32 = 32;
-/// At most one warning about failed TLS handshakes this often; the others are counted.
-pub const HANDSHAKE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub const H2_MAX_STREAMS: u32 = 4;
+/// HTTP/2 flow-control windows (what a client may send before the server reads it: requests
+/// are GETs) and the answer bytes buffered per stream for a client that reads slowly.
+pub const H2_WINDOW: u32 = 64 * 1024;
 
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -251,16 +248,10 @@ pub async fn serve_with(
         .max_header_size(limits.max_header_bytes)
         // hyper panics below 8 KiB.
         .max_buf_size(limits.max_header_bytes.max(8192));
-    // HTTP/2, when TLS negotiates it by ALPN (never in plain text, as Go's servers): the same
-    // connection slots, handshake deadline and idle deadlines as HTTP/1.1, the same bound on
-    // the request head, and few requests at once per connection.
-    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(H2_MAX_STREAMS);
+    let h2 = http2_builder(&limits);
     let handshake_log = Arc::new(HandshakeLog::default());
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let stopped = shutdown.clone();
     let stop = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -275,36 +266,42 @@ pub async fn serve_with(
         };
         debug!(%peer, "connection");
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let (http, watcher, web) = (http.clone(), graceful.watcher(), web.clone());
-        let (h2, handshake_log) = (h2.clone(), handshake_log.clone());
-        let timeout = limits.header_read_timeout;
-        let idle = limits.idle_timeout;
+        let (app, http, h2, web) = (app.clone(), http.clone(), h2.clone(), web.clone());
+        let (handshake_log, stopped) = (handshake_log.clone(), stopped.clone());
         tokio::spawn(async move {
+            let idle = limits.idle_timeout;
+            let connection = Connection::new();
+            let service = connection.service(app);
             let tls = web.and_then(|web| web.current().tls.clone());
             let served = match tls {
                 None => {
-                    let stream = with_deadlines(stream, idle);
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    let stream = TokioIo::new(with_deadlines(stream, idle));
+                    let serving = http.serve_connection(stream, service);
+                    connection.drive(serving, stopped, idle, None).await
                 }
-                Some(acceptor) => match handshake(&acceptor, stream, timeout, idle).await {
-                    Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                        watcher
-                            .watch(h2.serve_connection(TokioIo::new(stream), service))
-                            .await
+                Some(acceptor) => {
+                    let timeout = limits.header_read_timeout;
+                    match handshake(&acceptor, stream, timeout, idle).await {
+                        Ok(stream) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                            let serving = h2.serve_connection(TokioIo::new(stream), service);
+                            let deadlines = Deadlines {
+                                first_request: timeout,
+                                idle,
+                            };
+                            connection
+                                .drive(serving, stopped, idle, Some(deadlines))
+                                .await
+                        }
+                        Ok(stream) => {
+                            let serving = http.serve_connection(TokioIo::new(stream), service);
+                            connection.drive(serving, stopped, idle, None).await
+                        }
+                        Err(e) => {
+                            handshake_log.failed(peer, &e, std::time::Instant::now());
+                            Ok(())
+                        }
                     }
-                    Ok(stream) => {
-                        watcher
-                            .watch(http.serve_connection(TokioIo::new(stream), service))
-                            .await
-                    }
-                    Err(e) => {
-                        handshake_log.failed(peer, &e, std::time::Instant::now());
-                        Ok(())
-                    }
-                },
+                }
             };
             if let Err(e) = served {
                 debug!(%peer, error = %e, "connection ended with an error");
@@ -313,95 +310,44 @@ pub async fn serve_with(
         });
     }
     drop(listener);
+    // Every connection holds a slot until it has ended.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = slots.acquire_many(all) => {}
         _ = tokio::time::sleep(limits.shutdown_grace) => debug!("connections still open at shutdown dropped"),
     }
 }
 
-/// A connection whose reads and writes fail once they make no progress for `idle`.
-type Guarded = Pin<Box<TimeoutStream<TcpStream>>>;
-
-fn with_deadlines(stream: TcpStream, idle: Duration) -> Guarded {
-    let mut stream = TimeoutStream::new(stream);
-    stream.set_read_timeout(Some(idle));
-    stream.set_write_timeout(Some(idle));
-    Box::pin(stream)
+/// [`serve_with`] behind the web configuration at `path` (TLS, basic auth, headers), loaded
+/// once and not watched: the serve loop's [`Limits`] tested over TLS and HTTP/2.
+pub async fn serve_protected_with(
+    listener: TcpListener,
+    app: Router,
+    path: &std::path::Path,
+    shutdown: watch::Receiver<bool>,
+    limits: Limits,
+) -> Result<(), ConfigError> {
+    let web = Arc::new(WebConfig::load(path).map_err(ConfigError::web_config)?);
+    let app = crate::web::protect(app, web.clone());
+    serve_with(listener, app, Some(web), shutdown, limits).await;
+    Ok(())
 }
 
-/// A TLS handshake within `timeout`, over a stream with the `idle` deadlines. A client that
-/// speaks plain HTTP to the TLS port gets a 400 that says so, as Go's servers answer,
-/// instead of a bare reset.
-async fn handshake(
-    acceptor: &TlsAcceptor,
-    mut stream: TcpStream,
-    timeout: Duration,
-    idle: Duration,
-) -> io::Result<tokio_rustls::server::TlsStream<Guarded>> {
-    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out");
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(timeout, stream.peek(&mut first))
-        .await
-        .map_err(|_| timed_out())??;
-    // A TLS record starts with 0x16 (handshake); an HTTP request with a method name.
-    if peeked == 1 && first[0].is_ascii_uppercase() {
-        let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
-        let _ = stream.shutdown().await;
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "plain HTTP sent to the TLS listener",
-        ));
-    }
-    tokio::time::timeout(timeout, acceptor.accept(with_deadlines(stream, idle)))
-        .await
-        .map_err(|_| timed_out())?
+/// HTTP/2, when TLS negotiates it by ALPN (never in plain text, as Go's servers): the same
+/// connection slots, handshake deadline and socket deadlines as HTTP/1.1, the same bound on
+/// the request head, and the watchdog of [`Connection::drive`] for the rest. Few requests
+/// at once per connection and small windows: a client cannot make the server hold much for
+/// it.
+fn http2_builder(limits: &Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .initial_stream_window_size(H2_WINDOW)
+        .initial_connection_window_size(H2_WINDOW)
+        .max_send_buf_size(H2_WINDOW as usize);
+    h2
 }
-
-/// Failed TLS handshakes, for the operator: why a scraper is refused (a certificate it does
-/// not trust, no common cipher suite, plain HTTP...) is a warning, at most one every
-/// [`HANDSHAKE_LOG_INTERVAL`] with the number of others since. Connections that close or
-/// stall before a word of TLS (port scans, TCP health checks) stay at debug level.
-#[derive(Default)]
-struct HandshakeLog {
-    /// When the last warning was logged, and the failures not logged since.
-    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
-}
-
-impl HandshakeLog {
-    fn failed(&self, peer: SocketAddr, error: &io::Error, now: std::time::Instant) {
-        // rustls' errors (and the plain-HTTP one) are InvalidData; EOF, resets and time-outs
-        // are not the client's TLS settings.
-        if error.kind() != io::ErrorKind::InvalidData {
-            debug!(%peer, error = %error, "TLS handshake failed");
-            return;
-        }
-        match self.due(now) {
-            Some(suppressed) => warn!(
-                %peer,
-                error = %error,
-                suppressed,
-                "TLS handshake failed; suppressed counts the failures not logged since the last such line"
-            ),
-            None => debug!(%peer, error = %error, "TLS handshake failed"),
-        }
-    }
-
-    /// Whether a warning is due now; if so, how many failures were not logged before it.
-    fn due(&self, now: std::time::Instant) -> Option<u64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (last, suppressed) = *state;
-        if last.is_some_and(|last| now.saturating_duration_since(last) < HANDSHAKE_LOG_INTERVAL) {
-            *state = (last, suppressed + 1);
-            return None;
-        }
-        *state = (Some(now), 0);
-        Some(suppressed)
-    }
-}
-
-const PLAIN_HTTP_TO_TLS: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Connection: close\r\nContent-Length: 48\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 /// Waits for a free connection slot, then for a connection. Accept errors (out of file
 /// descriptors, say) are logged and retried after a pause instead of ending the server.

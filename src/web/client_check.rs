@@ -3,10 +3,13 @@
 //!
 //! - A client certificate that is byte for byte one of the configured client CAs is
 //!   accepted (Go accepts a self-signed client certificate that is itself the client CA;
-//!   rustls refuses a CA certificate as an end entity). Only its validity period is checked
-//!   then; the handshake still proves that the client holds its key. Anything else keeps
-//!   rustls' full verification.
-//! - `client_allowed_sans`: the verified certificate must carry one of the allowed SANs.
+//!   rustls refuses a CA certificate as an end entity). Only its validity period and its
+//!   extended key usage (client authentication allowed, as Go checks) are checked then; the
+//!   handshake still proves that the client holds its key. Anything else keeps rustls' full
+//!   verification.
+//! - `client_allowed_sans`: the verified certificate must carry one of the allowed SANs, and
+//!   a client must then present one, even with `VerifyClientCertIfGiven` (Go's toolkit
+//!   refuses a client without a certificate then, too: its SAN check fails on none).
 
 use std::sync::Arc;
 
@@ -29,7 +32,8 @@ impl ClientCertVerifier for ClientCheck {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
+        // rustls checks nothing of a client that sends no certificate when it is optional.
+        self.inner.client_auth_mandatory() || self.allowed_sans.is_some()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -48,6 +52,9 @@ impl ClientCertVerifier for ClientCheck {
             .any(|ca| ca.as_ref() == end_entity.as_ref())
         {
             within_validity(end_entity, now)?;
+            if super::x509::allows_client_auth(end_entity) != Some(true) {
+                return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
+            }
         } else {
             self.inner
                 .verify_client_cert(end_entity, intermediates, now)?;
@@ -106,4 +113,183 @@ fn within_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error
         return Err(Error::InvalidCertificate(CertificateError::Expired));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rcgen::{ExtendedKeyUsagePurpose as Eku, KeyPair};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::RootCertStore;
+
+    use super::*;
+
+    /// 2030-01-01: within the validity of every certificate below.
+    const NOW: u64 = 1_893_456_000;
+
+    struct Ca {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+    }
+
+    fn params(names: &[&str], usages: Vec<Eku>) -> rcgen::CertificateParams {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        params.not_before = rcgen::date_time_ymd(2021, 3, 4);
+        params.not_after = rcgen::date_time_ymd(2072, 6, 25);
+        params.extended_key_usages = usages;
+        params
+    }
+
+    fn ca() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = params(&[], vec![]);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    fn issued(ca: &Ca, names: &[&str]) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let cert = params(names, vec![Eku::ClientAuth])
+            .signed_by(&key, &ca.cert, &ca.key)
+            .unwrap();
+        cert.der().clone()
+    }
+
+    fn self_signed(names: &[&str], usages: Vec<Eku>) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        params(names, usages)
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    /// The check as `tls::server_config` builds it for a client CA file holding `cas`.
+    fn check(
+        cas: &[CertificateDer<'static>],
+        sans: Option<&[&str]>,
+        optional: bool,
+    ) -> ClientCheck {
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            roots.add(ca.clone()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+        let builder = if optional {
+            builder.allow_unauthenticated()
+        } else {
+            builder
+        };
+        ClientCheck {
+            inner: builder.build().unwrap(),
+            pinned: cas.to_vec(),
+            allowed_sans: sans.map(|s| s.iter().map(|n| n.to_string()).collect()),
+        }
+    }
+
+    fn verify(check: &ClientCheck, cert: &CertificateDer<'_>, at: u64) -> Result<(), Error> {
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(at));
+        check.verify_client_cert(cert, &[], now).map(|_| ())
+    }
+
+    fn refusal(result: Result<(), Error>) -> CertificateError {
+        match result {
+            Err(Error::InvalidCertificate(e)) => e,
+            other => panic!("not a certificate refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pinned_certificate_is_taken_within_its_validity_only() {
+        let pinned = self_signed(&["client"], vec![Eku::ClientAuth]);
+        let check = check(std::slice::from_ref(&pinned), None, false);
+        assert_eq!(verify(&check, &pinned, NOW), Ok(()));
+        // 2021-03-03 and 2072-06-26.
+        let before = refusal(verify(&check, &pinned, 1_614_729_600));
+        assert_eq!(before, CertificateError::NotValidYet);
+        let after = refusal(verify(&check, &pinned, 3_234_124_800));
+        assert_eq!(after, CertificateError::Expired);
+        // Another self-signed certificate is not pinned: rustls' verification refuses it.
+        let stranger = self_signed(&["client"], vec![Eku::ClientAuth]);
+        assert!(verify(&check, &stranger, NOW).is_err());
+    }
+
+    #[test]
+    fn a_pinned_certificate_needs_a_client_auth_usage_as_in_go() {
+        for (usages, taken) in [
+            (vec![], true),
+            (vec![Eku::Any], true),
+            (vec![Eku::ClientAuth, Eku::ServerAuth], true),
+            (vec![Eku::ServerAuth], false),
+            (vec![Eku::CodeSigning], false),
+        ] {
+            let pinned = self_signed(&["client"], usages.clone());
+            let result = verify(
+                &check(std::slice::from_ref(&pinned), None, false),
+                &pinned,
+                NOW,
+            );
+            if taken {
+                assert_eq!(result, Ok(()), "{usages:?}");
+            } else {
+                assert_eq!(
+                    refusal(result),
+                    CertificateError::InvalidPurpose,
+                    "{usages:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn allowed_sans_on_the_ca_signed_path_and_the_pinned_one() {
+        let ca = ca();
+        let cas = [ca.cert.der().clone()];
+        let client = issued(&ca, &["prometheus.example.net"]);
+        assert_eq!(verify(&check(&cas, None, false), &client, NOW), Ok(()));
+        let allowed = check(
+            &cas,
+            Some(&["other.example.net", "prometheus.example.net"]),
+            false,
+        );
+        assert_eq!(verify(&allowed, &client, NOW), Ok(()));
+        let others = check(&cas, Some(&["other.example.net"]), false);
+        match refusal(verify(&others, &client, NOW)) {
+            CertificateError::NotValidForNameContext { presented, .. } => {
+                assert_eq!(presented, ["prometheus.example.net"]);
+            }
+            e => panic!("{e:?}"),
+        }
+        // A certificate with no SAN at all.
+        let bare = issued(&ca, &[]);
+        assert!(verify(&others, &bare, NOW).is_err());
+        // The pinned path checks the SANs too.
+        let pinned = self_signed(&["test3"], vec![Eku::ClientAuth]);
+        assert!(verify(
+            &check(std::slice::from_ref(&pinned), Some(&["test4"]), false),
+            &pinned,
+            NOW
+        )
+        .is_err());
+        assert_eq!(
+            verify(
+                &check(std::slice::from_ref(&pinned), Some(&["test3"]), false),
+                &pinned,
+                NOW
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn allowed_sans_make_a_client_certificate_mandatory() {
+        let cas = [ca().cert.der().clone()];
+        assert!(!check(&cas, None, true).client_auth_mandatory());
+        assert!(check(&cas, Some(&["a"]), true).client_auth_mandatory());
+        assert!(check(&cas, None, false).client_auth_mandatory());
+    }
 }

@@ -312,6 +312,13 @@ fn parse_tls(raw: RawTls, dir: &Path) -> Result<Option<TlsSettings>, Invalid> {
             .into())
         }
     };
+    if raw.client_allowed_sans.as_ref().is_some_and(Vec::is_empty) {
+        return Err(
+            "tls_server_config.client_allowed_sans is empty, which would refuse every \
+                    client certificate; list the allowed SANs or remove the key"
+                .into(),
+        );
+    }
     if raw.client_allowed_sans.is_some() && client_auth == ClientAuth::None {
         return Err(
             "tls_server_config: client_allowed_sans needs client_auth_type \
@@ -559,6 +566,7 @@ tls_server_config:
             ("tls_server_config: {cert: x, cert_file: a, key_file: b}", "set cert or cert_file, not both"),
             ("tls_server_config: {cert_file: a, key_file: b, client_ca_file: c}", "client CA is set but client_auth_type is NoClientCert"),
             ("tls_server_config: {cert_file: a, key_file: b, client_allowed_sans: [x]}", "client_allowed_sans needs client_auth_type"),
+            ("tls_server_config: {cert_file: a, key_file: b, client_auth_type: VerifyClientCertIfGiven, client_allowed_sans: []}", "client_allowed_sans is empty, which would refuse every client certificate"),
             ("tls_server_config: {cipher_suites: [TLS_AES_128_GCM_SHA256]}", "missing one of cert or cert_file"),
             ("tls_server_config: {cert_file: a, key_file: b, cipher_suites: [TLS_RSA_WITH_AES_128_CBC_SHA]}", "cipher_suites: unknown cipher TLS_RSA_WITH_AES_128_CBC_SHA"),
             ("tls_server_config: {cert_file: a, key_file: b, curve_preferences: [P256]}", "curve_preferences: unknown curve P256"),

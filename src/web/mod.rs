@@ -16,6 +16,8 @@
 pub mod auth;
 mod client_check;
 pub mod config;
+pub mod connection;
+pub mod handshake;
 pub mod rate;
 pub mod reload;
 mod suites;
@@ -218,6 +220,11 @@ async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) 
             return response;
         }
     }
+    // The connection's close signal: HTTP/2 has no `Connection: close` (see [`connection`]).
+    let close = request
+        .extensions()
+        .get::<connection::CloseConnection>()
+        .cloned();
     let verdict = if active.users.is_empty() || probe {
         Verdict::Granted
     } else {
@@ -226,7 +233,14 @@ async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) 
             .await
     };
     // A refused client's connection is closed after the answer: a flood of guesses cannot
-    // keep connection slots for itself with keep-alive.
+    // keep connection slots for itself with keep-alive. Likewise for the probes, open to
+    // anyone when the rest needs a password: clients with no credentials cannot hold
+    // connection slots by asking for /healthz now and then. Probes (the kubelet's) open a
+    // connection for each check anyway.
+    let refused = verdict != Verdict::Granted || (probe && !active.users.is_empty());
+    if let Some(close) = close.filter(|_| refused) {
+        close.request();
+    }
     let mut response = match verdict {
         Verdict::Granted => next.run(request).await,
         Verdict::Denied => (
@@ -248,10 +262,7 @@ async fn guard(State(web): State<Arc<WebConfig>>, request: Request, next: Next) 
         )
             .into_response(),
     };
-    // Likewise for the probes, open to anyone when the rest needs a password: clients with no
-    // credentials cannot hold connection slots by asking for /healthz now and then. Probes
-    // (the kubelet's) open a connection for each check anyway.
-    if probe && !active.users.is_empty() {
+    if refused {
         response.headers_mut().insert(
             header::CONNECTION,
             header::HeaderValue::from_static("close"),

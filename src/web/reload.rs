@@ -108,8 +108,10 @@ impl Protection {
                         version(new_min)
                     ));
                 }
-                let checked = new_check > ClientCheck::NoClientCert;
-                if checked && new.system_roots && !self.system_roots {
+                // Only a client CA that was in force can be dropped: from NoClientCert,
+                // any check is a strengthening.
+                let had_ca = old_check > ClientCheck::NoClientCert && !self.system_roots;
+                if had_ca && new.system_roots {
                     changes.push(
                         "client CA dropped: client certificates would be checked against the system's CA store"
                             .to_owned(),
@@ -292,6 +294,15 @@ mod tests {
         assert!(protection("").weakened_by(&full).is_empty());
         assert!(protection(&format!("{tls}}}\n"))
             .weakened_by(&protection(&format!("{mtls}}}\n")))
+            .is_empty());
+        // From no client check to one against the system's CA store: stronger too.
+        let system = format!("{tls}, client_auth_type: RequireAndVerifyClientCert}}\n");
+        assert_eq!(
+            protection(&format!("{tls}}}\n")).weakened_by(&protection(&system)),
+            Vec::<String>::new()
+        );
+        assert!(protection(&system)
+            .weakened_by(&protection(&system))
             .is_empty());
     }
 }

@@ -99,7 +99,8 @@ pub fn narrow(
 ) -> Result<Narrowed, String> {
     let mut narrowed = Narrowed::default();
     let tls12: Vec<&Cipher> = ciphers.iter().filter(|c| !c.is_tls13()).collect();
-    if !tls12.is_empty() {
+    // A list naming TLS 1.3 suites only leaves no TLS 1.2 suite, as in Go.
+    if !ciphers.is_empty() {
         let mut suites: Vec<SupportedCipherSuite> = provider
             .cipher_suites
             .iter()
@@ -118,7 +119,7 @@ pub fn narrow(
                 .all(|s| s.version() == &rustls::version::TLS13)
         {
             return Err(format!(
-                "tls_server_config.cipher_suites: none of {} can be used (rustls has no CBC suites); add one of its TLS 1.2 suites, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "tls_server_config.cipher_suites: none of {} can be used with max_version TLS12 (TLS 1.3 suites are not for TLS 1.2; rustls has no CBC suites); add one of its TLS 1.2 suites, e.g. TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
                 names(ciphers.iter().map(|c| c.name))
             ));
         }
@@ -245,5 +246,25 @@ mod tests {
         );
         // With TLS 1.3 on, TLS 1.2 clients simply find no suite, as with Go.
         assert!(narrow(&mut ring(), &cbc, &[], false).is_ok());
+    }
+
+    #[test]
+    fn a_list_of_tls13_suites_only_leaves_no_tls12_suite() {
+        let tls13 = ciphers(&["TLS_AES_128_GCM_SHA256"]);
+        let mut provider = ring();
+        assert_eq!(
+            narrow(&mut provider, &tls13, &[], false),
+            Ok(Narrowed::default())
+        );
+        assert!(
+            provider
+                .cipher_suites
+                .iter()
+                .all(|s| s.version() == &rustls::version::TLS13),
+            "{:?}",
+            provider.cipher_suites
+        );
+        let e = narrow(&mut ring(), &tls13, &[], true).unwrap_err();
+        assert!(e.contains("none of TLS_AES_128_GCM_SHA256"), "{e}");
     }
 }

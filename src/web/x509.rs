@@ -1,6 +1,6 @@
-//! The two things the client check needs from a certificate beyond what rustls verifies:
-//! its subject alternative names (for `client_allowed_sans`) and its validity period (for a
-//! pinned self-signed client certificate, which rustls does not verify). A minimal DER
+//! What the client check needs from a certificate beyond what rustls verifies: its subject
+//! alternative names (for `client_allowed_sans`), and its validity period and extended key
+//! usage (for a pinned self-signed client certificate, which rustls does not verify). A minimal DER
 //! reader, pure; anything it cannot read is `None`, and the caller refuses the certificate.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -28,6 +28,24 @@ pub fn subject_alt_names(der: &[u8]) -> Option<Vec<String>> {
         }
     }
     Some(names)
+}
+
+/// Whether the extended key usage allows client authentication, as Go's verifier checks
+/// it: no such extension, or one listing clientAuth or anyExtendedKeyUsage.
+pub fn allows_client_auth(der: &[u8]) -> Option<bool> {
+    const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+    const ANY: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
+    let Some(usages) = extension(der, &[0x55, 0x1d, 0x25])? else {
+        return Some(true);
+    };
+    let (mut oids, _) = expect(usages, 0x30)?;
+    let mut allowed = false;
+    while !oids.is_empty() {
+        let (oid, rest) = expect(oids, 0x06)?;
+        oids = rest;
+        allowed |= oid == CLIENT_AUTH || oid == ANY;
+    }
+    Some(allowed)
 }
 
 /// `notBefore` and `notAfter`, in seconds since the Unix epoch.
@@ -105,7 +123,12 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) in Unix seconds.
 fn time(tag: u8, value: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(value).ok()?.strip_suffix('Z')?;
+    let text = value.strip_suffix(b"Z")?;
+    // Digits only before any slicing: a multi-byte character would split.
+    if !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let text = std::str::from_utf8(text).ok()?;
     let (year, rest) = match (tag, text.len()) {
         (0x17, 12) => {
             let yy: i64 = text[..2].parse().ok()?;
@@ -114,9 +137,6 @@ fn time(tag: u8, value: &[u8]) -> Option<i64> {
         (0x18, 14) => (text[..4].parse().ok()?, &text[4..]),
         _ => return None,
     };
-    if !rest.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
     let field = |i: usize| rest[i..i + 2].parse::<i64>().ok();
     let (month, day) = (field(0)?, field(2)?);
     let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
@@ -178,5 +198,46 @@ mod tests {
         assert_eq!(validity(&der), Some((1_614_816_000, 3_234_038_400)));
         assert_eq!(time(0x17, b"991231235959Z"), Some(946_684_799));
         assert_eq!(time(0x17, b"9912312359Z"), None);
+    }
+
+    #[test]
+    fn hostile_times_are_refused_without_a_panic() {
+        // Multi-byte characters across the slicing points of both forms, signs, spaces.
+        for (tag, text) in [
+            (0x17, "1\u{e9}123123595Z"),
+            (0x17, "\u{e9}9123123595Z"),
+            (0x18, "199\u{e9}1231235959Z"),
+            (0x18, "1\u{20ac}91231235959Z"),
+            (0x17, "+91231235959Z"),
+            (0x18, " 9991231235959Z"),
+            (0x17, "99123123595\u{e9}"),
+        ] {
+            assert_eq!(time(tag, text.as_bytes()), None, "{text:?}");
+        }
+    }
+
+    fn with_usages(usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.extended_key_usages = usages;
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn client_auth_usage_as_go_checks_it() {
+        use rcgen::ExtendedKeyUsagePurpose as Eku;
+        for (usages, allowed) in [
+            (vec![], true),
+            (vec![Eku::ClientAuth], true),
+            (vec![Eku::ServerAuth, Eku::ClientAuth], true),
+            (vec![Eku::Any], true),
+            (vec![Eku::ServerAuth], false),
+            (vec![Eku::CodeSigning, Eku::EmailProtection], false),
+            (vec![Eku::Other(vec![1, 3, 6, 1, 4, 1, 99999, 1])], false),
+        ] {
+            let der = with_usages(usages.clone());
+            assert_eq!(allows_client_auth(&der), Some(allowed), "{usages:?}");
+        }
+        assert_eq!(allows_client_auth(b"junk"), None);
     }
 }

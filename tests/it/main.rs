@@ -32,6 +32,7 @@ mod hostile_clients;
 mod network;
 mod password_flood;
 mod toolkit_peer;
+mod web_client_certs;
 mod web_config;
 mod web_http2;
 mod web_reload;

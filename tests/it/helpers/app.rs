@@ -215,6 +215,27 @@ pub async fn spawn_server(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
     (addr, stop)
 }
 
+/// [`spawn_server`] behind the web configuration at `path` (TLS, basic auth), loaded once.
+pub async fn spawn_protected_server(
+    limits: Limits,
+    path: &std::path::Path,
+) -> (SocketAddr, watch::Sender<bool>) {
+    init_test_log();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = watch::channel(false);
+    let app = server::router(Metrics::new(), "/metrics");
+    let path = path.to_owned();
+    tokio::spawn(async move {
+        server::serve_protected_with(listener, app, &path, stopped, limits)
+            .await
+            .expect("the web configuration loads");
+    });
+    (addr, stop)
+}
+
 /// What one failed poll through the library's poller (no server, no logs) shows of itself.
 pub struct FailedPoll {
     /// The poller's `Debug`.

@@ -1,5 +1,6 @@
 //! A flood of wrong passwords, as an attacker with no credentials can send: many keep-alive
-//! connections, each sending a random guess after another, on loopback.
+//! connections (HTTP/1.1, or HTTP/2 over TLS), each sending a random guess after another,
+//! on loopback.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,57 @@ pub fn password_flood(url: &str, user: &str, connections: usize, pause: Duration
                     .entry(status)
                     .or_default() += 1;
                 tokio::time::sleep(pause).await;
+            }
+        });
+    }
+    Flood {
+        attackers,
+        statuses,
+    }
+}
+
+/// [`password_flood`] over HTTP/2 with TLS: `connections` attackers on `addr`, each sending
+/// guesses on one h2 connection for as long as the server keeps it, then connecting again.
+pub fn h2_password_flood(
+    addr: std::net::SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    user: &str,
+    connections: usize,
+    pause: Duration,
+) -> Flood {
+    use base64::Engine;
+    raise_fd_limit(4 * connections as u64 + 1024);
+    let statuses = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut attackers = JoinSet::new();
+    for _ in 0..connections {
+        let (tls, user, statuses) = (tls.clone(), user.to_owned(), statuses.clone());
+        attackers.spawn(async move {
+            let count = |status: u16| {
+                *statuses
+                    .lock()
+                    .expect("statuses")
+                    .entry(status)
+                    .or_default() += 1;
+            };
+            loop {
+                let Ok(mut h2) = super::h2_connect(addr, tls.clone(), &super::h2_client()).await
+                else {
+                    count(0);
+                    tokio::time::sleep(pause).await;
+                    continue;
+                };
+                loop {
+                    let guess = format!("{user}:{:032x}", rand::random::<u128>());
+                    let credentials = base64::engine::general_purpose::STANDARD.encode(guess);
+                    let authorization = format!("Basic {credentials}");
+                    let answer = h2.get("/metrics", Some(&authorization)).await;
+                    tokio::time::sleep(pause).await;
+                    match answer {
+                        Ok(response) => count(response.status().as_u16()),
+                        // Closed by the server: connect again.
+                        Err(_) => break,
+                    }
+                }
             }
         });
     }

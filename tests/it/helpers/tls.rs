@@ -2,8 +2,16 @@
 //! certificates it issues, HTTPS clients that trust it, and files replaced the way Kubernetes
 //! does.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::task::JoinHandle;
 
 /// A throw-away certificate authority for TLS tests.
 pub struct TestCa {
@@ -61,6 +69,25 @@ impl TestCa {
         )
     }
 
+    /// A client certificate with the SANs `names`.
+    pub fn client_for(&self, common_name: &str, names: &[&str]) -> Issued {
+        self.issue(
+            common_name,
+            names.iter().map(|n| n.to_string()).collect(),
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    }
+
+    /// This CA's own certificate and key as a client identity: a self-signed client
+    /// certificate pinned by naming it as the client CA, as the toolkit's tests do.
+    pub fn identity(&self) -> Issued {
+        Issued {
+            cert_pem: self.cert.pem(),
+            key_pem: self.key.serialize_pem(),
+            der: self.cert.der().to_vec(),
+        }
+    }
+
     fn issue(
         &self,
         common_name: &str,
@@ -88,6 +115,23 @@ impl TestCa {
     /// server's certificate (see [`peer_certificate`]).
     pub fn client_trusting(&self, identity: Option<&Issued>) -> reqwest::Client {
         self.client_builder(identity).build().expect("HTTPS client")
+    }
+
+    /// A rustls client configuration that trusts only this CA and offers h2, then HTTP/1.1,
+    /// by ALPN.
+    pub fn rustls_client(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.pem().as_bytes()).expect("CA PEM"))
+            .expect("CA");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
     }
 
     /// [`TestCa::client_trusting`]'s builder, for tests that change more.
@@ -140,4 +184,77 @@ pub fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
 /// A bcrypt hash of `password`, at the lowest cost to keep tests fast.
 pub fn bcrypt_hash(password: &str) -> String {
     bcrypt::hash(password, 4).expect("bcrypt hash")
+}
+
+/// A TLS connection to `addr` (as `localhost`) with `config`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+}
+
+/// An HTTP/2 client connection: its request sender, and the task that drives it, which
+/// ends when the connection has closed.
+pub struct H2 {
+    pub sender: http2::SendRequest<axum::body::Body>,
+    pub driver: JoinHandle<()>,
+}
+
+/// HTTP/2 over TLS to `addr` with `config` (which must offer h2) and `client`'s settings;
+/// fails if the server does not choose h2.
+pub async fn h2_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    client: &http2::Builder<TokioExecutor>,
+) -> Result<H2, String> {
+    let tls = tls_connect(addr, config)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.as_deref() != Some(b"h2") {
+        return Err(format!("ALPN chose {alpn:?}, not h2"));
+    }
+    let (sender, connection) = client
+        .handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(H2 { sender, driver })
+}
+
+/// An HTTP/2 client's default settings.
+pub fn h2_client() -> http2::Builder<TokioExecutor> {
+    http2::Builder::new(TokioExecutor::new())
+}
+
+impl H2 {
+    /// Sends a GET of `path` with `authorization` if given; the answer's head.
+    pub async fn get(
+        &mut self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> Result<axum::http::Response<hyper::body::Incoming>, hyper::Error> {
+        let mut request = axum::http::Request::get(format!("https://localhost{path}"));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let request = request.body(axum::body::Body::empty()).expect("request");
+        self.sender.send_request(request).await
+    }
+
+    /// Whether the connection closes within `limit`.
+    pub async fn closes_within(self, limit: Duration) -> bool {
+        let H2 { sender, driver } = self;
+        // Keep the sender: dropping it would let the client close the connection itself.
+        let closed = tokio::time::timeout(limit, driver).await.is_ok();
+        drop(sender);
+        closed
+    }
 }
