@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::{redirect, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
@@ -204,8 +205,9 @@ impl Client {
     ) -> Result<(), PollError> {
         let mut attempt = 0;
         loop {
-            self.pacer.wait().await;
-            let (error, wait, jitter) = match self.attempt(url, key, body, observer).await {
+            let started = self.pacer.wait().await;
+            let sent = self.attempt(url, key, body, observer, started).await;
+            let (error, wait, jitter) = match sent {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Retry {
@@ -240,6 +242,7 @@ impl Client {
         key: &SecretString,
         body: &mut Vec<u8>,
         observer: &dyn Observer,
+        started: Instant,
     ) -> Result<(), Failure> {
         let sent = self
             .http
@@ -261,7 +264,7 @@ impl Client {
             observer.quota_remaining(quota.remaining);
         }
         if status.is_success() {
-            self.adapt(quota, false, observer);
+            self.adapt(started, quota, false, observer);
             return read_body(&mut response, body, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| match e {
@@ -281,7 +284,7 @@ impl Client {
         let _ = read_body(&mut response, &mut error_body, MAX_ERROR_BODY_BYTES).await;
         let refused = status == StatusCode::TOO_MANY_REQUESTS
             || (status.is_server_error() && mentions_rate_limit(&error_body));
-        self.adapt(quota, refused, observer);
+        self.adapt(started, quota, refused, observer);
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
@@ -319,9 +322,10 @@ impl Client {
         })
     }
 
-    /// Paces the next requests after an answer (see [`pacing`]) and tells the new pace.
-    fn adapt(&self, quota: Option<Quota>, refused: bool, observer: &dyn Observer) {
-        if self.pacer.observe(quota, refused) {
+    /// Paces the next requests after an answer to the request sent at `started` (see
+    /// [`pacing`]) and tells the new pace.
+    fn adapt(&self, started: Instant, quota: Option<Quota>, refused: bool, obs: &dyn Observer) {
+        if self.pacer.observe(started, quota, refused) {
             debug!(
                 remaining = quota.map(|q| q.remaining),
                 refused,
@@ -330,7 +334,7 @@ impl Client {
             );
         }
         if let Some(rate) = self.pacer.rate() {
-            observer.pace(rate);
+            obs.pace(rate);
         }
     }
 }
