@@ -24,7 +24,7 @@ use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer, Quota};
-use redact::redact;
+use redact::{redact, redact_cut, redacted_head};
 pub use tls::CaFileError;
 use walk::Walk;
 
@@ -163,7 +163,7 @@ impl Client {
         key: &SecretString,
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
-        let mut walk = Walk::new(&self.users_url, self.page_size);
+        let mut walk = Walk::new(&self.users_url, self.page_size, key);
         let mut tally = Tally::default();
         let mut body = Vec::new();
         let mut url = walk.first();
@@ -341,9 +341,9 @@ impl Client {
 
 /// The error for a body that is not a page, with an excerpt of it.
 fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollError {
-    // serde quotes the offending value whole, which may be a megabyte (or the key): blanked
-    // out before it is cut.
-    let detail: String = redact(&e.to_string(), key).chars().take(200).collect();
+    // serde quotes the offending value whole, which may be megabytes (or the key): only its
+    // start is written, blanked out before it is cut.
+    let detail = redacted_head(e, 200, key);
     PollError::Decode(format!(
         "response is not a Testsigma users page ({detail}); body starts with {}",
         excerpt(body, key)
@@ -354,10 +354,16 @@ fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollE
 /// key at the cut survives.
 fn excerpt(body: &[u8], key: &SecretString) -> String {
     // An excerpt shows so many characters of up to 4 bytes, and tells whether more came:
-    // past that and a key's length, nothing more can show.
+    // past that and the key's length thrice (each byte as `%XX`), nothing more can show.
     let shown = (page::EXCERPT_CHARS + 1) * 4;
-    let head = &body[..body.len().min(shown + key.expose_secret().len())];
-    page::excerpt(&redact(&String::from_utf8_lossy(head), key))
+    let head = &body[..body.len().min(shown + 3 * key.expose_secret().len())];
+    let cut = head.len() < body.len();
+    let head = String::from_utf8_lossy(head);
+    page::excerpt(&if cut {
+        redact_cut(&head, key)
+    } else {
+        redact(&head, key)
+    })
 }
 
 fn transport_failure(e: &reqwest::Error) -> Failure {
