@@ -414,7 +414,9 @@ fn api_message(body: &[u8], key: &SecretString) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
             message: Some(message),
-        }) if !message.is_empty() => format!(" (API says: {:?})", redact(&message, key)),
+        }) if !message.is_empty() => {
+            format!(" (API says: {:?})", redacted_head(&message, 200, key))
+        }
         _ if body.is_empty() => String::new(),
         _ => format!(" (body starts with {})", excerpt(body, key)),
     }
@@ -462,6 +464,14 @@ mod tests {
         assert_eq!(said, " (API says: \"bad key [REDACTED]\")");
         let long = format!("{}secret-key-abcdefghij", "y".repeat(10_000));
         assert!(!api_message(long.as_bytes(), &key).contains("secret"));
+        // A long message is cut, the key blanked out before the cut.
+        let long = format!(
+            r#"{{"message": "{}secret-key-abcdefghij{}"}}"#,
+            "m".repeat(190),
+            "z".repeat(9000)
+        );
+        let said = api_message(long.as_bytes(), &key);
+        assert!(said.ends_with(r#"mmm[REDACTED]")"#), "{said}");
         // Where serde's error quotes the key, it is blanked out too.
         let body = br#"{"data": "secret-key-abcdefghij"}"#;
         let error = page::decode(body).unwrap_err();
