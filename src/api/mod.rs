@@ -358,12 +358,7 @@ fn excerpt(body: &[u8], key: &SecretString) -> String {
     let shown = (page::EXCERPT_CHARS + 1) * 4;
     let head = &body[..body.len().min(shown + 3 * key.expose_secret().len())];
     let cut = head.len() < body.len();
-    let head = String::from_utf8_lossy(head);
-    page::excerpt(&if cut {
-        redact_cut(&head, key)
-    } else {
-        redact(&head, key)
-    })
+    page::excerpt(&redact_cut(&String::from_utf8_lossy(head), key, cut))
 }
 
 fn transport_failure(e: &reqwest::Error) -> Failure {

@@ -28,10 +28,10 @@ pub fn redact<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
     blank(text, key.expose_secret().as_bytes(), false)
 }
 
-/// As [`redact`], for a text cut short: a key running into its end is blanked out too, so
-/// that no part of one the cut went through survives.
-pub fn redact_cut<'t>(text: &'t str, key: &SecretString) -> Cow<'t, str> {
-    blank(text, key.expose_secret().as_bytes(), true)
+/// As [`redact`]; with `cut`, for a text cut short: a key running into its end is blanked
+/// out too, so that no part of one the cut went through survives.
+pub fn redact_cut<'t>(text: &'t str, key: &SecretString, cut: bool) -> Cow<'t, str> {
+    blank(text, key.expose_secret().as_bytes(), cut)
 }
 
 /// The first `chars` characters of `shown` with the key blanked out, a key the cut goes
@@ -46,11 +46,7 @@ pub fn redacted_head(shown: &dyn fmt::Display, chars: usize, key: &SecretString)
     };
     // Past the room, writing stops with an error: that is the cut, not a failure.
     let _ = write!(head, "{shown}");
-    let text = if head.cut {
-        redact_cut(&head.text, key)
-    } else {
-        redact(&head.text, key)
-    };
+    let text = redact_cut(&head.text, key, head.cut);
     text.chars().take(chars).collect()
 }
 
@@ -262,9 +258,9 @@ mod tests {
     fn a_text_cut_short_loses_a_key_it_cuts_through() {
         let key = SecretString::from("a+b/c=d");
         assert_eq!(redact("xx a+b/c", &key), "xx a+b/c");
-        assert_eq!(redact_cut("xx a+b/c", &key), "xx [REDACTED]");
-        assert_eq!(redact_cut("xx a%2Bb%2", &key), "xx [REDACTED]");
-        assert_eq!(redact_cut("xx a%2Bb", &key), "xx [REDACTED]");
+        assert_eq!(redact_cut("xx a+b/c", &key, true), "xx [REDACTED]");
+        assert_eq!(redact_cut("xx a%2Bb%2", &key, true), "xx [REDACTED]");
+        assert_eq!(redact_cut("xx a%2Bb", &key, true), "xx [REDACTED]");
     }
 
     /// A text of `chunks` pieces of 1 KiB, counting how many were asked for.
