@@ -32,7 +32,7 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
     file.take(max_bytes + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max_bytes {
         return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
+            io::ErrorKind::FileTooLarge,
             format!("larger than {max_bytes} bytes"),
         ));
     }
@@ -51,6 +51,7 @@ mod tests {
         assert_eq!(read_regular(&small, 5).unwrap(), b"hello");
         let e = read_regular(&small, 4).unwrap_err();
         assert!(e.to_string().contains("larger than 4 bytes"), "{e}");
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
 
         let e = read_regular(dir.path(), 5).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");

@@ -2,6 +2,8 @@
 //! measured start to start; polls never overlap and shutdown cancels the one in flight.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -20,6 +22,7 @@ use crate::metrics::Metrics;
 pub struct Poller {
     client: Client,
     key: KeySource,
+    key_file: KeyFileReader,
     metrics: Metrics,
     interval: Duration,
     timeout: Duration,
@@ -41,6 +44,7 @@ impl Poller {
         Ok(Self {
             client: Client::new(&config)?,
             key: settings.key.clone(),
+            key_file: KeyFileReader::default(),
             metrics,
             interval: settings.poll_interval,
             timeout: settings.poll_timeout,
@@ -53,7 +57,7 @@ impl Poller {
     pub async fn poll(&self) -> Result<Census, PollError> {
         let started = Instant::now();
         let walk = async {
-            let key = load_key(&self.key).await?;
+            let key = load_key(&self.key, &self.key_file, key_file_timeout(self.timeout)).await?;
             self.client.walk(&key, &self.metrics).await
         };
         // The deadline covers everything: the key file, every page, retries and waits.
@@ -121,8 +125,13 @@ impl Poller {
     }
 }
 
-/// The key for this poll; a key file is read afresh each time so a rotated Secret applies.
-async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
+/// The key for this poll; a key file is read afresh each time so a rotated Secret applies,
+/// by `reader` within `deadline`.
+async fn load_key(
+    source: &KeySource,
+    reader: &KeyFileReader,
+    deadline: Duration,
+) -> Result<SecretString, PollError> {
     let key = match source {
         KeySource::Env(key) => key.clone(),
         KeySource::File(path) => {
@@ -130,7 +139,7 @@ async fn load_key(source: &KeySource) -> Result<SecretString, PollError> {
                 path: path.clone(),
                 source,
             };
-            let text = read_key_file(path).await.map_err(key_error)?;
+            let text = reader.read(path, deadline).await.map_err(key_error)?;
             let key = text.trim();
             if key.is_empty() {
                 return Err(key_error(std::io::Error::new(
@@ -159,32 +168,175 @@ const KEY_FILE_LIMIT: u64 = 64 * 1024;
 /// of hanging it.
 const KEY_FILE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads a key file: a regular file only (a FIFO or a device is refused before a byte is
-/// read), of at most 64 KiB, on a blocking thread given [`KEY_FILE_TIMEOUT`].
-async fn read_key_file(path: &Path) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind};
-    let owned = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || read_regular(&owned, KEY_FILE_LIMIT));
-    let bytes = match tokio::time::timeout(KEY_FILE_TIMEOUT, read).await {
-        Ok(Ok(Ok(bytes))) => bytes,
-        Ok(Ok(Err(e))) if e.kind() == ErrorKind::InvalidData => {
+/// The deadline for reading the key file within a poll given `poll_timeout`: at most
+/// [`KEY_FILE_TIMEOUT`], and half the poll's, so that a short `--poll-timeout` still
+/// reports a hung key file as `auth` rather than `timeout`.
+fn key_file_timeout(poll_timeout: Duration) -> Duration {
+    KEY_FILE_TIMEOUT.min(poll_timeout / 2)
+}
+
+/// Reads the key file on a blocking thread, one read at a time. A read that outlives its
+/// deadline (a stalled network mount) cannot be stopped: its thread is left to finish, and
+/// until it has, no new read starts and each poll fails at once as `auth`. Otherwise every
+/// poll would leave one more thread behind, up to tokio's 512 blocking threads, and starve
+/// everything else that needs one (bcrypt checks of basic auth among them).
+#[derive(Debug, Default)]
+struct KeyFileReader {
+    /// A read is running (set before its thread starts, cleared when it ends, however).
+    busy: Arc<AtomicBool>,
+}
+
+/// Clears the reader's flag when the read ends, panics included.
+struct EndOfRead(Arc<AtomicBool>);
+
+impl Drop for EndOfRead {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl KeyFileReader {
+    /// Reads a key file: a regular file only (a FIFO or a device is refused before a byte
+    /// is read), of at most 64 KiB, UTF-8, within `deadline`.
+    async fn read(&self, path: &Path, deadline: Duration) -> std::io::Result<String> {
+        use std::io::{Error, ErrorKind};
+        let owned = path.to_owned();
+        let bytes = self
+            .read_with(move || read_regular(&owned, KEY_FILE_LIMIT), deadline)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::FileTooLarge => Error::new(
+                    ErrorKind::FileTooLarge,
+                    "larger than 64 KiB, so not a key file",
+                ),
+                _ => e,
+            })?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text, so not a key file"))
+    }
+
+    /// Runs `read` on a blocking thread given `deadline`, unless an earlier read still runs.
+    async fn read_with<F>(&self, read: F, deadline: Duration) -> std::io::Result<Vec<u8>>
+    where
+        F: FnOnce() -> std::io::Result<Vec<u8>> + Send + 'static,
+    {
+        use std::io::{Error, ErrorKind};
+        if self.busy.swap(true, Ordering::AcqRel) {
             return Err(Error::new(
-                ErrorKind::InvalidData,
-                "larger than 64 KiB, so not a key file",
-            ))
+                ErrorKind::WouldBlock,
+                "an earlier read of it has not finished yet (a stalled mount?); no new read \
+                 starts until it has",
+            ));
         }
-        Ok(Ok(Err(e))) => return Err(e),
-        Ok(Err(_)) => return Err(Error::other("the thread reading it failed")),
-        Err(_) => {
-            return Err(Error::new(
+        let end = EndOfRead(self.busy.clone());
+        let reading = tokio::task::spawn_blocking(move || {
+            let _end = end;
+            read()
+        });
+        match tokio::time::timeout(deadline, reading).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::other("the thread reading it failed")),
+            Err(_) => Err(Error::new(
                 ErrorKind::TimedOut,
                 format!(
-                    "reading it took longer than {} s (a stalled mount?)",
-                    KEY_FILE_TIMEOUT.as_secs()
+                    "reading it took longer than {} (a stalled mount?)",
+                    humantime::format_duration(deadline)
                 ),
-            ))
+            )),
         }
-    };
-    String::from_utf8(bytes)
-        .map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text, so not a key file"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    /// A read that counts itself in `reads`, then returns `bytes` once `release` says so
+    /// (a stalled mount until then).
+    fn stalled(
+        reads: &Arc<AtomicUsize>,
+        release: mpsc::Receiver<()>,
+        bytes: &'static [u8],
+    ) -> impl FnOnce() -> std::io::Result<Vec<u8>> + Send + 'static {
+        let reads = reads.clone();
+        move || {
+            reads.fetch_add(1, Ordering::SeqCst);
+            let _ = release.recv();
+            Ok(bytes.to_vec())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hung_key_file_read_is_the_only_one_until_it_ends() {
+        let reader = KeyFileReader::default();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let deadline = Duration::from_millis(50);
+        let (release, hang) = mpsc::channel();
+        let e = reader
+            .read_with(stalled(&reads, hang, b"late"), deadline)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        // While it hangs, each poll fails at once, starting no other read (and thread).
+        for _ in 0..5 {
+            let (_release, hang) = mpsc::channel();
+            let e = reader
+                .read_with(stalled(&reads, hang, b"key"), deadline)
+                .await
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+            assert!(e.to_string().contains("has not finished yet"), "{e}");
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Once it ends, the next poll reads again.
+        release.send(()).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while reader.busy.load(Ordering::Acquire) {
+            assert!(Instant::now() < until, "the stalled read never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (release, hang) = mpsc::channel();
+        release.send(()).unwrap();
+        let bytes = reader
+            .read_with(stalled(&reads, hang, b"key"), deadline)
+            .await;
+        assert_eq!(bytes.unwrap(), b"key");
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_hung_key_file_fails_as_auth_within_a_short_poll_timeout() {
+        let poll_timeout = Duration::from_millis(200);
+        assert_eq!(key_file_timeout(poll_timeout), Duration::from_millis(100));
+        assert_eq!(key_file_timeout(Duration::from_secs(900)), KEY_FILE_TIMEOUT);
+        let reader = KeyFileReader::default();
+        let (_release, hang) = mpsc::channel();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let read = reader.read_with(stalled(&reads, hang, b""), key_file_timeout(poll_timeout));
+        // The key file's deadline comes first: the poll fails as `auth`, not `timeout`.
+        let e = tokio::time::timeout(poll_timeout, read)
+            .await
+            .expect("the key file's deadline is within the poll's")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_key_file_that_is_too_large_or_not_text_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        let reader = KeyFileReader::default();
+        let deadline = Duration::from_secs(5);
+        for (bytes, says) in [
+            (vec![b'k'; 64 * 1024 + 1], "larger than 64 KiB"),
+            (vec![0xff, 0xfe], "not UTF-8"),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let e = reader.read(&path, deadline).await.unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{HeaderMap, ACCEPT, RETRY_AFTER};
 use reqwest::{redirect, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
@@ -23,7 +24,7 @@ use crate::census::Tally;
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer, Quota};
-use redact::redact;
+use redact::{redact, redact_cut, redacted_head};
 pub use tls::CaFileError;
 use walk::Walk;
 
@@ -162,7 +163,7 @@ impl Client {
         key: &SecretString,
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
-        let mut walk = Walk::new(&self.users_url, self.page_size);
+        let mut walk = Walk::new(&self.users_url, self.page_size, key);
         let mut tally = Tally::default();
         let mut body = Vec::new();
         let mut url = walk.first();
@@ -204,8 +205,9 @@ impl Client {
     ) -> Result<(), PollError> {
         let mut attempt = 0;
         loop {
-            self.pacer.wait().await;
-            let (error, wait, jitter) = match self.attempt(url, key, body, observer).await {
+            let started = self.pacer.wait().await;
+            let sent = self.attempt(url, key, body, observer, started).await;
+            let (error, wait, jitter) = match sent {
                 Ok(()) => return Ok(()),
                 Err(Failure::Fatal(error)) => return Err(error),
                 Err(Failure::Retry {
@@ -240,6 +242,7 @@ impl Client {
         key: &SecretString,
         body: &mut Vec<u8>,
         observer: &dyn Observer,
+        started: Instant,
     ) -> Result<(), Failure> {
         let sent = self
             .http
@@ -261,7 +264,7 @@ impl Client {
             observer.quota_remaining(quota.remaining);
         }
         if status.is_success() {
-            self.adapt(quota, false, observer);
+            self.adapt(started, quota, false, observer);
             return read_body(&mut response, body, MAX_BODY_BYTES)
                 .await
                 .map_err(|e| match e {
@@ -281,7 +284,7 @@ impl Client {
         let _ = read_body(&mut response, &mut error_body, MAX_ERROR_BODY_BYTES).await;
         let refused = status == StatusCode::TOO_MANY_REQUESTS
             || (status.is_server_error() && mentions_rate_limit(&error_body));
-        self.adapt(quota, refused, observer);
+        self.adapt(started, quota, refused, observer);
         let code = status.as_u16();
         let http_error = |hint: &str| PollError::Http {
             status: code,
@@ -319,9 +322,10 @@ impl Client {
         })
     }
 
-    /// Paces the next requests after an answer (see [`pacing`]) and tells the new pace.
-    fn adapt(&self, quota: Option<Quota>, refused: bool, observer: &dyn Observer) {
-        if self.pacer.observe(quota, refused) {
+    /// Paces the next requests after an answer to the request sent at `started` (see
+    /// [`pacing`]) and tells the new pace.
+    fn adapt(&self, started: Instant, quota: Option<Quota>, refused: bool, obs: &dyn Observer) {
+        if self.pacer.observe(started, quota, refused) {
             debug!(
                 remaining = quota.map(|q| q.remaining),
                 refused,
@@ -330,16 +334,16 @@ impl Client {
             );
         }
         if let Some(rate) = self.pacer.rate() {
-            observer.pace(rate);
+            obs.pace(rate);
         }
     }
 }
 
 /// The error for a body that is not a page, with an excerpt of it.
 fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollError {
-    // serde quotes the offending value whole, which may be a megabyte (or the key): blanked
-    // out before it is cut.
-    let detail: String = redact(&e.to_string(), key).chars().take(200).collect();
+    // serde quotes the offending value whole, which may be megabytes (or the key): only its
+    // start is written, blanked out before it is cut.
+    let detail = redacted_head(e, 200, key);
     PollError::Decode(format!(
         "response is not a Testsigma users page ({detail}); body starts with {}",
         excerpt(body, key)
@@ -350,10 +354,11 @@ fn decode_error(e: &serde_json::Error, body: &[u8], key: &SecretString) -> PollE
 /// key at the cut survives.
 fn excerpt(body: &[u8], key: &SecretString) -> String {
     // An excerpt shows so many characters of up to 4 bytes, and tells whether more came:
-    // past that and a key's length, nothing more can show.
+    // past that and the key's length thrice (each byte as `%XX`), nothing more can show.
     let shown = (page::EXCERPT_CHARS + 1) * 4;
-    let head = &body[..body.len().min(shown + key.expose_secret().len())];
-    page::excerpt(&redact(&String::from_utf8_lossy(head), key))
+    let head = &body[..body.len().min(shown + 3 * key.expose_secret().len())];
+    let cut = head.len() < body.len();
+    page::excerpt(&redact_cut(&String::from_utf8_lossy(head), key, cut))
 }
 
 fn transport_failure(e: &reqwest::Error) -> Failure {
@@ -404,7 +409,9 @@ fn api_message(body: &[u8], key: &SecretString) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
         Ok(ErrorBody {
             message: Some(message),
-        }) if !message.is_empty() => format!(" (API says: {:?})", redact(&message, key)),
+        }) if !message.is_empty() => {
+            format!(" (API says: {:?})", redacted_head(&message, 200, key))
+        }
         _ if body.is_empty() => String::new(),
         _ => format!(" (body starts with {})", excerpt(body, key)),
     }
@@ -452,6 +459,14 @@ mod tests {
         assert_eq!(said, " (API says: \"bad key [REDACTED]\")");
         let long = format!("{}secret-key-abcdefghij", "y".repeat(10_000));
         assert!(!api_message(long.as_bytes(), &key).contains("secret"));
+        // A long message is cut, the key blanked out before the cut.
+        let long = format!(
+            r#"{{"message": "{}secret-key-abcdefghij{}"}}"#,
+            "m".repeat(190),
+            "z".repeat(9000)
+        );
+        let said = api_message(long.as_bytes(), &key);
+        assert!(said.ends_with(r#"mmm[REDACTED]")"#), "{said}");
         // Where serde's error quotes the key, it is blanked out too.
         let body = br#"{"data": "secret-key-abcdefghij"}"#;
         let error = page::decode(body).unwrap_err();

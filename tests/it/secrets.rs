@@ -192,3 +192,39 @@ async fn a_key_echoed_as_a_cursor_is_blanked_out_percent_encoded_too() {
     assert!(output.contains("cursor=[REDACTED]"), "{output}");
     assert!(output.contains("bad cursor [REDACTED]"), "{output}");
 }
+
+#[tokio::test]
+async fn a_next_cursor_of_megabytes_fails_as_pagination_with_a_short_log_line() {
+    // The key echoed at the start of a 4 MiB cursor: it would become a 4 MiB URL, then a
+    // request and log lines as long, blanked out at several times their size.
+    let next = format!("{KEY}{}", "c".repeat(4 << 20));
+    let mock = mock_api(ResponseTemplate::new(200).set_body_json(page(
+        &[("user-1", "active")],
+        json!(next),
+        None,
+    )))
+    .await;
+    let run = run_once(&[
+        "--base-url",
+        &base_url(&mock),
+        "--log.level",
+        "trace",
+        "--max-request-rate",
+        "0",
+    ])
+    .await;
+    let output = run.output();
+    assert_eq!(run.code, Some(1), "{}", &output[..output.len().min(2000)]);
+    assert_eq!(
+        failed_reasons(&run.stdout),
+        ["pagination"],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(request_count(&mock).await, 1, "the cursor was followed");
+    let longest = run.stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1024, "a log line of {longest} bytes");
+    assert!(run.stderr.contains("more than the 8 KiB"), "{}", run.stderr);
+    assert!(run.stderr.contains("[REDACTED]ccc"), "{}", run.stderr);
+    assert_no_key(&output, "a cursor of megabytes");
+}
