@@ -40,6 +40,8 @@ pub mod census;
 pub mod config;
 mod demo;
 mod files;
+pub mod ids;
+pub mod membership;
 pub mod metrics;
 pub mod poller;
 pub mod server;

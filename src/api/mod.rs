@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::census::Tally;
+use crate::census::{Rules, Tally};
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer};
@@ -44,6 +44,8 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     /// PEM certificates to trust besides the system's store (`--api-ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// How users are counted.
+    pub rules: Rules,
 }
 
 /// Why the client cannot be built.
@@ -79,6 +81,7 @@ pub struct Client {
     max_retries: u32,
     backoff_base: Duration,
     pacer: Pacer,
+    rules: Rules,
 }
 
 /// The outcome of one HTTP attempt that did not produce a page.
@@ -133,6 +136,7 @@ impl Client {
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
             pacer: Pacer::new(config.max_request_rate),
+            rules: config.rules,
         })
     }
 
@@ -156,7 +160,7 @@ impl Client {
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
         let mut walk = Walk::new(&self.users_url, self.page_size);
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(self.rules, SystemTime::now());
         let mut body = Vec::new();
         let mut url = walk.first();
         loop {
@@ -164,7 +168,7 @@ impl Client {
             let page = page::decode(&body).map_err(|e| decode_error(&e, &body, key))?;
             let mut new = 0;
             for user in &page.users {
-                new += usize::from(tally.add(user.id.as_deref(), user.status.as_deref()));
+                new += usize::from(tally.add(&user.fields(), key));
             }
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);

@@ -50,6 +50,16 @@ const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
     ),
     ("--max-statuses", Some("TESTSIGMA_MAX_STATUSES"), Some("20")),
     (
+        "--users-by-email-domain",
+        Some("TESTSIGMA_USERS_BY_EMAIL_DOMAIN"),
+        None,
+    ),
+    (
+        "--max-email-domains",
+        Some("TESTSIGMA_MAX_EMAIL_DOMAINS"),
+        Some("20"),
+    ),
+    (
         "--log.level",
         Some("TESTSIGMA_EXPORTER_LOG_LEVEL"),
         Some("info"),
