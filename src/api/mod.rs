@@ -165,7 +165,8 @@ impl Client {
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body, observer).await?;
-            let page = page::decode(&body).map_err(|e| decode_error(&e, &body, key))?;
+            let page = page::decode_with(&body, self.rules.email_domains)
+                .map_err(|e| decode_error(&e, &body, key))?;
             let mut new = 0;
             for user in &page.users {
                 new += usize::from(tally.add(&user.fields(), key));

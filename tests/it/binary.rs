@@ -50,6 +50,11 @@ const FLAGS: &[(&str, Option<&str>, Option<&str>)] = &[
     ),
     ("--max-statuses", Some("TESTSIGMA_MAX_STATUSES"), Some("20")),
     (
+        "--poll-timeout",
+        Some("TESTSIGMA_POLL_TIMEOUT"),
+        Some("15m"),
+    ),
+    (
         "--users-by-email-domain",
         Some("TESTSIGMA_USERS_BY_EMAIL_DOMAIN"),
         None,
