@@ -120,6 +120,16 @@ impl Membership {
                 OTHER.to_owned()
             }
         };
+        // Each old status index as the new one of the same status, so that users whose
+        // status stays (nearly all) are told apart by comparing two numbers.
+        let new_index: HashMap<&str, u16> = roster.statuses.iter().map(|s| &**s).zip(0..).collect();
+        let same: Vec<u16> = old
+            .roster
+            .statuses
+            .iter()
+            .map(|s| new_index.get(&**s).copied().unwrap_or(u16::MAX))
+            .collect();
+        drop(new_index);
         let mut present = vec![0u64; old.roster.ids.positions().div_ceil(64)];
         let mut back = vec![false; old.missed.len()];
         for (id, status) in roster.ids.iter() {
@@ -137,6 +147,9 @@ impl Membership {
                         old.missed[i].1
                     }),
             };
+            if before.is_some_and(|s| same.get(usize::from(s)) == Some(&status)) {
+                continue;
+            }
             let to = roster.status(status);
             match before.map(|s| old.roster.status(s)) {
                 None => {
