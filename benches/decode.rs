@@ -4,8 +4,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use secrecy::SecretString;
 use testsigma_exporter::api::page;
-use testsigma_exporter::census::Tally;
+use testsigma_exporter::census::{Tally, User};
 
 const PAGE_SIZE: usize = 100;
 const USERS: usize = 100_000;
@@ -61,6 +62,7 @@ fn pages() -> Vec<Vec<u8>> {
 fn benches(c: &mut Criterion) {
     let pages = pages();
     let one = &pages[0];
+    let key = SecretString::from("bench-key");
 
     let mut g = c.benchmark_group("page");
     g.throughput(Throughput::Bytes(one.len() as u64));
@@ -80,7 +82,7 @@ fn benches(c: &mut Criterion) {
             |tally| {
                 let page = page::decode(black_box(one)).unwrap();
                 for user in &page.users {
-                    tally.add(user.id.as_deref(), user.status.as_deref());
+                    tally.add(&user.fields(), &key);
                 }
                 page.total_count
             },
@@ -113,9 +115,14 @@ fn benches(c: &mut Criterion) {
             let mut tally = Tally::default();
             tally.reserve(USERS);
             for (id, status) in &ids {
-                tally.add(Some(id), Some(status));
+                let user = User {
+                    id: Some(id),
+                    status: Some(status),
+                    ..User::default()
+                };
+                tally.add(&user, &key);
             }
-            black_box(tally.finish(20))
+            black_box(tally.finish())
         })
     });
     g.bench_function("decode_and_count_100k_users", |b| {
@@ -124,13 +131,13 @@ fn benches(c: &mut Criterion) {
             for body in &pages {
                 let page = page::decode(body).unwrap();
                 for user in &page.users {
-                    tally.add(user.id.as_deref(), user.status.as_deref());
+                    tally.add(&user.fields(), &key);
                 }
                 if let Some(total) = page.total_count {
                     tally.reserve(total as usize);
                 }
             }
-            black_box(tally.finish(20))
+            black_box(tally.finish())
         })
     });
     g.finish();

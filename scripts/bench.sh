@@ -4,6 +4,10 @@
 #   - CPU (user+sys) and peak RSS of `--once` polls of N and BIG static users pages served by
 #     nginx, next to curl fetching the same pages over one keep-alive connection and a
 #     hand-written Python exporter (bench/baseline_exporter.py) doing the same walk;
+#   - the same for one server process that polls twice (bench/polls.py), so that what a poll
+#     remembers for the next (membership) and the comparison are measured, next to curl
+#     fetching the pages twice;
+#   - peak RSS of a --once poll of 20 pages of 30 users with 1 MB ids (hostile input);
 #   - /metrics throughput with wrk (32 connections) next to nginx serving the same bytes;
 #   - scrape latency (p99) idle and while BIG-user polls run back to back, with scrapes paced
 #     at 100 a second on each of 2 connections, as scrapers come periodically (a closed loop
@@ -166,10 +170,24 @@ EOF
 log "generating $USERS and $BIG_USERS users as static pages under $WORK"
 python3 "$BENCH/gen_pages.py" "$WORK/small" "$USERS" >/dev/null
 python3 "$BENCH/gen_pages.py" "$WORK/big" "$BIG_USERS" >/dev/null
+# Hostile input: 20 pages of 30 users whose ids are 1 MB each (30 MB a page, under the
+# exporter's 32 MiB body limit), linked by path like the others.
+python3 - "$WORK/long_ids/api/v1/users" <<'PYEOF'
+import os, sys
+out = sys.argv[1]
+os.makedirs(out)
+pad = "x" * (1_000_000 - 4)
+for p in range(1, 21):
+    users = ",".join(f'{{"id":"{p:02d}{i:02d}{pad}","status":"active"}}' for i in range(30))
+    nxt = f"/api/v1/users/p{p + 1}.json" if p < 20 else ""
+    with open(f"{out}/p{p}.json", "w") as f:
+        f.write(f'{{"data":[{users}],"page_info":{{"next":"{nxt}","total_count":600}}}}')
+PYEOF
 mkdir -p "$WORK/static"
 SMALL_PORT=$(free_port)
 BIG_PORT=$(free_port)
 STATIC_PORT=$(free_port)
+LONG_PORT=$(free_port)
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes auto;
 daemon on;
@@ -194,6 +212,11 @@ http {
     location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
   }
   server {
+    listen 127.0.0.1:$LONG_PORT;
+    root $WORK/long_ids;
+    location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
+  }
+  server {
     listen 127.0.0.1:$STATIC_PORT;
     root $WORK/static;
     default_type "text/plain; version=0.0.4; charset=utf-8";
@@ -205,6 +228,7 @@ EOF
 "$NGINX" -c "$WORK/nginx.conf"
 SMALL=http://127.0.0.1:$SMALL_PORT
 BIG=http://127.0.0.1:$BIG_PORT
+LONG=http://127.0.0.1:$LONG_PORT
 
 curl_config() { # base users -> a curl config fetching every page in order
     local pages=$((($2 + 99) / 100))
@@ -215,12 +239,16 @@ curl_config() { # base users -> a curl config fetching every page in order
 }
 curl_config "$SMALL" "$USERS" >"$WORK/curl-small.cfg"
 curl_config "$BIG" "$BIG_USERS" >"$WORK/curl-big.cfg"
+cat "$WORK/curl-small.cfg" "$WORK/curl-small.cfg" >"$WORK/curl-small-twice.cfg"
+cat "$WORK/curl-big.cfg" "$WORK/curl-big.cfg" >"$WORK/curl-big-twice.cfg"
 
 
-measure() { # name cmd... : runs cmd, records name.cpu (user+sys, s) and name.rss (KiB)
+RUNNER=$BENCH/rusage.py
+measure() { # name cmd... : runs cmd under $RUNNER, records name.cpu (user+sys, s) and name.rss (KiB)
     local name=$1 out
     shift
-    out=$(python3 "$BENCH/rusage.py" "$@" 2>&1 >"$WORK/stdout") || {
+    # shellcheck disable=SC2086 # RUNNER may be a script and its first arguments
+    out=$(python3 $RUNNER "$@" 2>&1 >"$WORK/stdout") || {
         echo "bench.sh: $name failed: $out" >&2
         exit 1
     }
@@ -261,6 +289,41 @@ for ((i = 1; i <= RUNS; i++)); do
     if [[ -n $CMP ]]; then
         measure compared_big "$CMP" --once --base-url "$BIG/api/v1" --max-request-rate 0 --log.level warn
         check_users "$BIG_USERS"
+    fi
+done
+
+# --- 1b. two polls in one process, hostile ids ---------------------------------------------
+two_polls() { # name exporter base interval: a server that polls twice, measured by polls.py
+    local port
+    port=$(free_port)
+    RUNNER="$BENCH/polls.py 2 $port" measure "$1" "$2" --base-url "$3/api/v1" \
+        --max-request-rate 0 --poll-interval "$4" --web.listen-address "127.0.0.1:$port" \
+        --log.level info
+}
+log "two polls in one process, $USERS and $BIG_USERS users: curl twice, exporter; $RUNS runs each"
+for ((i = 1; i <= RUNS; i++)); do
+    measure curl_twice curl -sf --config "$WORK/curl-small-twice.cfg"
+    two_polls exporter_twice "$BIN" "$SMALL" 1s
+    check_users "$USERS"
+    if [[ -n $CMP ]]; then
+        two_polls compared_twice "$CMP" "$SMALL" 1s
+        check_users "$USERS"
+    fi
+    measure curl_big_twice curl -sf --config "$WORK/curl-big-twice.cfg"
+    two_polls exporter_big_twice "$BIN" "$BIG" 10s
+    check_users "$BIG_USERS"
+    if [[ -n $CMP ]]; then
+        two_polls compared_big_twice "$CMP" "$BIG" 10s
+        check_users "$BIG_USERS"
+    fi
+done
+log "hostile ids: 20 pages of 30 users with 1 MB ids; $RUNS runs"
+for ((i = 1; i <= RUNS; i++)); do
+    measure long_ids "$BIN" --once --base-url "$LONG/api/v1" --max-request-rate 0 --log.level warn
+    check_users 600
+    if [[ -n $CMP ]]; then
+        measure compared_long_ids "$CMP" --once --base-url "$LONG/api/v1" --max-request-rate 0 --log.level warn
+        check_users 600
     fi
 done
 
@@ -354,6 +417,20 @@ rows = [
      f"python {m['python.rss'] / MiB:.1f} MiB", None, "<= 16 MiB", m['exporter.rss'] <= 16 * MiB),
     (f"peak RSS of the poll, {big} users", f"{m['exporter_big.rss'] / MiB:.1f} MiB", "", None,
      "<= 48 MiB", m['exporter_big.rss'] <= 48 * MiB),
+    (f"CPU of two polls in one process, {users} users", f"{m['exporter_twice.cpu']:.3f} s",
+     f"curl twice {m['curl_twice.cpu']:.3f} s", m['exporter_twice.cpu'] / m['curl_twice.cpu'],
+     "<= 1.5x curl", m['exporter_twice.cpu'] / m['curl_twice.cpu'] <= 1.5),
+    (f"CPU of two polls in one process, {big} users", f"{m['exporter_big_twice.cpu']:.3f} s",
+     f"curl twice {m['curl_big_twice.cpu']:.3f} s",
+     m['exporter_big_twice.cpu'] / m['curl_big_twice.cpu'], "(1.5x curl)", None),
+    (f"peak RSS of two polls in one process, {users} users",
+     f"{m['exporter_twice.rss'] / MiB:.1f} MiB", "", None, "<= 16 MiB",
+     m['exporter_twice.rss'] <= 16 * MiB),
+    (f"peak RSS of two polls in one process, {big} users",
+     f"{m['exporter_big_twice.rss'] / MiB:.1f} MiB", "", None, "<= 48 MiB",
+     m['exporter_big_twice.rss'] <= 48 * MiB),
+    ("peak RSS of a poll, 600 users with 1 MB ids", f"{m['long_ids.rss'] / MiB:.1f} MiB", "",
+     None, "<= 96 MiB", m['long_ids.rss'] <= 96 * MiB),
     ("/metrics req/s, wrk -c32", f"{m['rps.exporter']:.0f}", f"nginx {m['rps.nginx']:.0f}",
      m['rps.exporter'] / m['rps.nginx'], ">= 0.7x nginx", m['rps.exporter'] / m['rps.nginx'] >= 0.7),
     ("/metrics req/s gzipped, wrk -c32", f"{m['rps.exporter_gzip']:.0f}",
@@ -370,6 +447,18 @@ if "compared.cpu" in m:
         ours, other = m[f"exporter{key}.cpu"], m[f"compared{key}.cpu"]
         rows.append((f"CPU of a --once poll, {n} users, against --compare", f"{ours:.3f} s",
                      f"compared {other:.3f} s", ours / other, "", None))
+    for key, n in (("", users), ("_big", big)):
+        ours, other = m[f"exporter{key}_twice.cpu"], m[f"compared{key}_twice.cpu"]
+        rows.append((f"CPU of two polls in one process, {n} users, against --compare",
+                     f"{ours:.3f} s", f"compared {other:.3f} s", ours / other, "", None))
+        ours, other = m[f"exporter{key}_twice.rss"], m[f"compared{key}_twice.rss"]
+        rows.append((f"peak RSS of two polls in one process, {n} users, against --compare",
+                     f"{ours / MiB:.1f} MiB", f"compared {other / MiB:.1f} MiB", ours / other, "",
+                     None))
+    ours, other = m["long_ids.rss"], m["compared_long_ids.rss"]
+    rows.append(("peak RSS of a poll, 600 users with 1 MB ids, against --compare",
+                 f"{ours / MiB:.1f} MiB", f"compared {other / MiB:.1f} MiB", ours / other, "",
+                 None))
 print(f"\nMedians of {runs} runs\n")
 print("| measure | exporter | reference | ratio | target | met |")
 print("| --- | --- | --- | --- | --- | --- |")

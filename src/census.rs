@@ -1,21 +1,84 @@
-//! Pure counting: users in, a [`Census`] out. No I/O.
+//! Pure counting: users in, a [`Census`] and a [`Roster`] out. No I/O.
 //!
 //! A poll feeds every page's users to one [`Tally`]; [`Tally::finish`] turns it into the
-//! numbers that are published. Users are de-duplicated by `id` (offset pages shift while users
-//! are added), statuses are normalised, and the number of distinct labels is capped.
+//! numbers that are published and the list of who was seen, for [`crate::membership`].
+//! Users are de-duplicated by `id` (offset pages shift while users are added), statuses and
+//! email domains are normalised, and whatever the API sends stays bounded: ids are held at
+//! 16 bytes ([`crate::ids`]), a label value over [`MAX_LABEL_BYTES`] or containing the API key
+//! counts as `other`, and only so many distinct values are told apart during a poll
+//! ([`Rules::tracked`]) before the label cap of [`Tally::finish`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::BuildHasher;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
 
-/// Label for users whose status is missing, null or empty.
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::ids::{IdTable, UserId};
+
+/// Label for users whose status (or email domain) is missing, null, empty or not valid.
 pub const UNKNOWN: &str = "unknown";
-/// Label that collects the statuses past the `--max-statuses` cap.
+/// Label that collects the values past the cap, too long, or containing the key.
 pub const OTHER: &str = "other";
 /// Labels always present after a successful poll, 0 if nobody has them.
 pub const ALWAYS_SHOWN: [&str; 2] = ["active", "inactive"];
+/// A status or domain longer than this, after normalisation, counts as [`OTHER`].
+pub const MAX_LABEL_BYTES: usize = 64;
+/// The windows of `testsigma_users_created_within`: label and length in seconds.
+pub const WINDOWS: [(&str, f64); 3] = [
+    ("1d", 86_400.0),
+    ("7d", 7.0 * 86_400.0),
+    ("30d", 30.0 * 86_400.0),
+];
+/// A `created_at` above this is in milliseconds (10^11 s is in the year 5138).
+const MILLIS_ABOVE: f64 = 1e11;
+/// Unix seconds of 10000-01-01: a later `created_at` is not a date.
+const LATEST_DATE: f64 = 253_402_300_800.0;
+
+/// How users are counted: the label caps, from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// `--max-statuses`.
+    pub max_statuses: usize,
+    /// `--users-by-email-domain`.
+    pub email_domains: bool,
+    /// `--max-email-domains`.
+    pub max_email_domains: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            max_statuses: 20,
+            email_domains: false,
+            max_email_domains: 20,
+        }
+    }
+}
+
+impl Rules {
+    /// Distinct values of a label told apart during a poll, for a cap of `max`: four times
+    /// the cap, at least 1024 and at most 16 000 (so that a status index fits the 15 bits
+    /// of [`crate::ids::IdTable`] with room for the remembered ones). Past it, new values
+    /// count as `other` at once: the cap then keeps the largest of those seen, and memory
+    /// stays at most about 16 000 values of 64 bytes whatever the API sends.
+    pub fn tracked(max: usize) -> usize {
+        max.saturating_mul(4).clamp(1024, 16_000)
+    }
+}
+
+/// The fields of one user that are counted, as the API sent them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct User<'a> {
+    pub id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub email: Option<&'a str>,
+    /// `created_at` as a number: seconds or milliseconds since the Unix epoch.
+    pub created_at: Option<f64>,
+}
 
 /// What one successful poll counted.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Census {
     /// Distinct users.
     pub total: u64,
@@ -23,110 +86,149 @@ pub struct Census {
     pub by_status: BTreeMap<String, u64>,
     /// `page_info.total_count` of the first page, when the API sent it.
     pub reported: Option<u64>,
+    /// Users created within each of [`WINDOWS`] before the poll, in that order.
+    pub created_within: [u64; 3],
+    /// The latest usable `created_at`, in Unix seconds.
+    pub newest_created: Option<f64>,
+    /// Users per email domain, when counted (`--users-by-email-domain`).
+    pub by_email_domain: Option<BTreeMap<String, u64>>,
 }
 
-/// A user's identity for de-duplication: UUIDs (what the API sends) in 16 bytes, anything
-/// else as its text.
+/// Who one poll saw: each id with the index of its normalised status in `statuses`.
 #[derive(Debug, Default)]
-struct Seen {
-    uuids: IdSet,
-    others: HashSet<Box<str>, foldhash::fast::RandomState>,
+pub struct Roster {
+    pub ids: IdTable,
+    pub statuses: Vec<Box<str>>,
 }
 
-impl Seen {
-    /// True when `id` was not seen before.
-    fn insert(&mut self, id: &str) -> bool {
-        match uuid::Uuid::try_parse(id) {
-            Ok(uuid) => self.uuids.insert(uuid.as_u128()),
-            Err(_) if self.others.contains(id) => false,
-            Err(_) => self.others.insert(id.into()),
-        }
+impl Roster {
+    /// The normalised status of an index.
+    pub fn status(&self, index: u16) -> &str {
+        self.statuses.get(usize::from(index)).map_or(OTHER, |s| s)
     }
 }
 
-/// A set of 128-bit ids in one flat table of 16-byte slots, linear probing, at most 7/8 full
-/// (4/5 when sized for a known count) and of any size, not only powers of two. At a million
-/// ids that is about 20 MiB, where a `HashSet<u128>` takes 34 MiB (2^21 buckets of 17 bytes).
-/// Slot value 0 means empty; the id 0 (the nil UUID) is kept apart.
-#[derive(Debug, Default)]
-struct IdSet {
-    slots: Vec<u128>,
-    len: usize,
-    has_zero: bool,
-    hasher: foldhash::fast::RandomState,
+/// Distinct values of one label with their counts, bounded.
+#[derive(Debug)]
+struct Labels {
+    index: HashMap<Box<str>, u16, foldhash::fast::RandomState>,
+    names: Vec<Box<str>>,
+    counts: Vec<u64>,
+    limit: usize,
 }
 
-impl IdSet {
-    fn len(&self) -> usize {
-        self.len + usize::from(self.has_zero)
-    }
-
-    /// Makes room for `more` ids beyond those held, with the table at most 4/5 full.
-    fn reserve(&mut self, more: usize) {
-        let want = (self.len + more).saturating_mul(5) / 4 + 1;
-        if want > self.slots.len() {
-            self.resize(want);
+impl Labels {
+    fn new(limit: usize) -> Self {
+        Self {
+            index: HashMap::default(),
+            names: Vec::new(),
+            counts: Vec::new(),
+            limit,
         }
     }
 
-    /// True when `id` was not in the set.
-    fn insert(&mut self, id: u128) -> bool {
-        if id == 0 {
-            return !std::mem::replace(&mut self.has_zero, true);
+    /// The index of a normalised value, added if new: as [`OTHER`] when it is too long,
+    /// past the limit, or contains the key.
+    fn of(&mut self, value: &str, key: &SecretString) -> u16 {
+        if let Some(&i) = self.index.get(value) {
+            return i;
         }
-        if (self.len + 1) * 8 > self.slots.len() * 7 {
-            self.resize((self.slots.len() * 2).max(64));
+        // The cheap checks first: the key is looked for only in a value that would be added.
+        let value = if value.len() > MAX_LABEL_BYTES
+            || self.names.len() >= self.limit
+            || contains_key(value, key)
+        {
+            OTHER
+        } else {
+            value
+        };
+        if let Some(&i) = self.index.get(value) {
+            return i;
         }
-        let mut i = self.home(id);
-        loop {
-            match self.slots[i] {
-                0 => {
-                    self.slots[i] = id;
-                    self.len += 1;
-                    return true;
-                }
-                slot if slot == id => return false,
-                _ => i = if i + 1 == self.slots.len() { 0 } else { i + 1 },
-            }
+        let i = u16::try_from(self.names.len()).unwrap_or(u16::MAX);
+        self.index.insert(value.into(), i);
+        self.names.push(value.into());
+        self.counts.push(0);
+        i
+    }
+
+    fn count(&mut self, index: u16) {
+        if let Some(n) = self.counts.get_mut(usize::from(index)) {
+            *n += 1;
         }
     }
 
-    /// The slot where probing for `id` starts.
-    fn home(&self, id: u128) -> usize {
-        let hash = self.hasher.hash_one(id);
-        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    /// The counts of the values some user has, by name.
+    fn counted(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.names
+            .iter()
+            .zip(&self.counts)
+            .filter(|(_, &n)| n > 0)
+            .map(|(name, &n)| (&**name, n))
     }
+}
 
-    fn resize(&mut self, slots: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![0; slots]);
-        for id in old.into_iter().filter(|&id| id != 0) {
-            let mut i = self.home(id);
-            while self.slots[i] != 0 {
-                i = if i + 1 == self.slots.len() { 0 } else { i + 1 };
-            }
-            self.slots[i] = id;
-        }
-    }
+/// Whether a (lower-case) value contains the key, in any case. The key is ASCII (it goes in
+/// a header), so comparing bytes without regard to ASCII case is enough, and no copy of the
+/// key is made.
+fn contains_key(value: &str, key: &SecretString) -> bool {
+    let key = key.expose_secret().as_bytes();
+    !key.is_empty()
+        && value
+            .as_bytes()
+            .windows(key.len())
+            .any(|w| w.eq_ignore_ascii_case(key))
 }
 
 /// Running count of one poll.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
-    seen: Seen,
+    rules: Rules,
+    /// Unix seconds when the poll started: the end of the `created_at` windows.
+    now: f64,
+    ids: IdTable,
     anonymous: u64,
-    by_status: HashMap<String, u64, foldhash::fast::RandomState>,
+    statuses: Labels,
+    domains: Option<Labels>,
+    created_within: [u64; 3],
+    newest_created: Option<f64>,
     reported: Option<u64>,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new(Rules::default(), SystemTime::now())
+    }
+}
+
 impl Tally {
+    /// An empty tally for a poll that starts `now`.
+    pub fn new(rules: Rules, now: SystemTime) -> Self {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        Self {
+            rules,
+            now,
+            ids: IdTable::default(),
+            anonymous: 0,
+            statuses: Labels::new(Rules::tracked(rules.max_statuses)),
+            domains: rules
+                .email_domains
+                .then(|| Labels::new(Rules::tracked(rules.max_email_domains))),
+            created_within: [0; 3],
+            newest_created: None,
+            reported: None,
+        }
+    }
+
     /// Reserves room for `users` more users (a hint, e.g. the reported total).
     pub fn reserve(&mut self, users: usize) {
         // Bounded so that an inflated total_count cannot claim much memory up front: ids
         // spread over the whole table, so a table far too large still gets touched page by page.
         let users = users.min(1_000_000);
-        self.seen
-            .uuids
-            .reserve(users.saturating_sub(self.seen.uuids.len()));
+        self.ids.reserve(users.saturating_sub(self.ids.len()));
     }
 
     /// Records the `total_count` the API reported; only the first report is kept.
@@ -134,70 +236,95 @@ impl Tally {
         self.reported.get_or_insert(total);
     }
 
-    /// Counts one user; returns false when the id was already counted in this poll.
-    /// A user without an id cannot be de-duplicated and is counted as it comes.
-    pub fn add(&mut self, id: Option<&str>, status: Option<&str>) -> bool {
-        match id {
-            Some(id) if !self.seen.insert(id) => return false,
+    /// Counts one user; returns false when the id was already counted in this poll (the
+    /// first sighting counts). A user without an id cannot be de-duplicated and is counted
+    /// as it comes. `key` is the API key, so that no label value carries it.
+    pub fn add(&mut self, user: &User<'_>, key: &SecretString) -> bool {
+        let status = self.statuses.of(&status_value(user.status), key);
+        match user.id {
+            Some(id) if !self.ids.insert(UserId::of(id), status) => return false,
             Some(_) => {}
             None => self.anonymous += 1,
         }
-        let status = normalise(status.unwrap_or(""));
-        match self.by_status.get_mut(status.as_ref()) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_status.insert(status.into_owned(), 1);
+        self.statuses.count(status);
+        if let Some(domains) = &mut self.domains {
+            let domain = domains.of(&email_domain(user.email), key);
+            domains.count(domain);
+        }
+        if let Some(created) = user.created_at.and_then(created_seconds) {
+            for (n, (_, window)) in self.created_within.iter_mut().zip(WINDOWS) {
+                *n += u64::from(created > self.now - window);
+            }
+            if self.newest_created.is_none_or(|newest| created > newest) {
+                self.newest_created = Some(created);
             }
         }
         true
     }
 
-    /// Distinct users counted so far.
-    fn users(&self) -> u64 {
-        (self.seen.uuids.len() + self.seen.others.len()) as u64 + self.anonymous
-    }
-
-    /// The census, with at most `max_statuses` distinct labels (at least 3: active, inactive
-    /// and other). The statuses with the most users keep their label, ties broken by name;
-    /// `active` and `inactive` always keep theirs; the rest are summed into `other`.
-    pub fn finish(self, max_statuses: usize) -> Census {
-        let total = self.users();
-        let max_statuses = max_statuses.max(ALWAYS_SHOWN.len() + 1);
-        let mut counts = self.by_status;
+    /// The census, with at most `max_statuses` distinct status labels (at least 3: active,
+    /// inactive and other; the statuses with the most users keep their label, ties broken by
+    /// name; `active` and `inactive` always keep theirs; the rest are summed into `other`)
+    /// and as many domains; and the roster of who was seen.
+    pub fn finish(self) -> (Census, Roster) {
+        let total = self.ids.len() as u64 + self.anonymous;
+        let mut statuses: Vec<(String, u64)> = self
+            .statuses
+            .counted()
+            .map(|(s, n)| (s.to_owned(), n))
+            .collect();
         for status in ALWAYS_SHOWN {
-            counts.entry(status.to_owned()).or_insert(0);
-        }
-        let by_status = if counts.len() <= max_statuses {
-            counts.into_iter().collect()
-        } else {
-            let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
-            // Always-shown first, then by count descending, then by name.
-            ranked.sort_by(|(a, an), (b, bn)| {
-                let pinned = |s: &str| !ALWAYS_SHOWN.contains(&s);
-                (pinned(a), std::cmp::Reverse(*an), a).cmp(&(pinned(b), std::cmp::Reverse(*bn), b))
-            });
-            let mut by_status = BTreeMap::new();
-            let mut other = 0;
-            for (i, (status, n)) in ranked.into_iter().enumerate() {
-                if i < max_statuses - 1 && status != OTHER {
-                    by_status.insert(status, n);
-                } else {
-                    other += n;
-                }
+            if !statuses.iter().any(|(s, _)| s == status) {
+                statuses.push((status.to_owned(), 0));
             }
-            *by_status.entry(OTHER.to_owned()).or_insert(0) += other;
-            by_status
-        };
-        Census {
-            total,
-            by_status,
-            reported: self.reported,
         }
+        let by_email_domain = self.domains.as_ref().map(|domains| {
+            let counts = domains.counted().map(|(d, n)| (d.to_owned(), n)).collect();
+            cap(counts, self.rules.max_email_domains, &[])
+        });
+        let census = Census {
+            total,
+            by_status: cap(statuses, self.rules.max_statuses, &ALWAYS_SHOWN),
+            reported: self.reported,
+            created_within: self.created_within,
+            newest_created: self.newest_created,
+            by_email_domain,
+        };
+        let roster = Roster {
+            ids: self.ids,
+            statuses: self.statuses.names,
+        };
+        (census, roster)
     }
 }
 
+/// At most `max` labels (at least one more than `pinned`): those in `pinned` first, then by
+/// count descending, then by name; the rest summed into [`OTHER`].
+fn cap(counts: Vec<(String, u64)>, max: usize, pinned: &[&str]) -> BTreeMap<String, u64> {
+    let max = max.max(pinned.len() + 1);
+    if counts.len() <= max {
+        return counts.into_iter().collect();
+    }
+    let mut ranked = counts;
+    ranked.sort_by(|(a, an), (b, bn)| {
+        let free = |s: &str| !pinned.contains(&s);
+        (free(a), std::cmp::Reverse(*an), a).cmp(&(free(b), std::cmp::Reverse(*bn), b))
+    });
+    let mut kept = BTreeMap::new();
+    let mut other = 0;
+    for (label, n) in ranked {
+        if kept.len() < max - 1 && label != OTHER {
+            kept.insert(label, n);
+        } else {
+            other += n;
+        }
+    }
+    *kept.entry(OTHER.to_owned()).or_insert(0) += other;
+    kept
+}
+
 /// Trims and lower-cases a status; empty becomes [`UNKNOWN`]. Borrows when already normal.
-pub fn normalise(status: &str) -> std::borrow::Cow<'_, str> {
+pub fn normalise(status: &str) -> Cow<'_, str> {
     let trimmed = status.trim();
     if trimmed.is_empty() {
         UNKNOWN.into()
@@ -208,16 +335,87 @@ pub fn normalise(status: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A status as counted: normalised, and [`OTHER`] at once when so long that it cannot get
+/// under [`MAX_LABEL_BYTES`] (lower-casing shrinks a character at most from 4 bytes to 1),
+/// so that a megabyte is not copied to find that out.
+fn status_value(status: Option<&str>) -> Cow<'_, str> {
+    match status {
+        Some(s) if s.len() > 4 * MAX_LABEL_BYTES && s.trim().len() > 4 * MAX_LABEL_BYTES => {
+            OTHER.into()
+        }
+        Some(s) => normalise(s),
+        None => UNKNOWN.into(),
+    }
+}
+
+/// The lower-cased part of an email after its last `@`: [`UNKNOWN`] when there is none or
+/// it is not a domain name (letters, digits, `-` and inner dots).
+pub fn email_domain(email: Option<&str>) -> Cow<'_, str> {
+    let Some((_, domain)) = email.and_then(|e| e.trim().rsplit_once('@')) else {
+        return UNKNOWN.into();
+    };
+    if domain.len() > 4 * MAX_LABEL_BYTES {
+        return OTHER.into();
+    }
+    let valid = !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+    if !valid {
+        UNKNOWN.into()
+    } else if domain.chars().any(char::is_uppercase) {
+        domain.to_lowercase().into()
+    } else {
+        domain.into()
+    }
+}
+
+/// `created_at` in Unix seconds: above 10^11 it is milliseconds; zero, negative, not finite
+/// or past the year 9999 is not a usable date.
+pub fn created_seconds(raw: f64) -> Option<f64> {
+    let seconds = if raw > MILLIS_ABOVE {
+        raw / 1000.0
+    } else {
+        raw
+    };
+    (raw.is_finite() && raw > 0.0 && seconds < LATEST_DATE).then_some(seconds)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn census(users: &[(Option<&str>, Option<&str>)], max: usize) -> Census {
-        let mut tally = Tally::default();
-        for (id, status) in users {
-            tally.add(*id, *status);
+    const KEY: &str = "Sk-Test-Key-42";
+
+    fn key() -> SecretString {
+        SecretString::from(KEY)
+    }
+
+    fn rules(max_statuses: usize) -> Rules {
+        Rules {
+            max_statuses,
+            ..Rules::default()
         }
-        tally.finish(max)
+    }
+
+    fn user<'a>(id: Option<&'a str>, status: Option<&'a str>) -> User<'a> {
+        User {
+            id,
+            status,
+            ..User::default()
+        }
+    }
+
+    fn census(users: &[(Option<&str>, Option<&str>)], max: usize) -> Census {
+        let mut tally = Tally::new(rules(max), SystemTime::now());
+        for (id, status) in users {
+            tally.add(&user(*id, *status), &key());
+        }
+        tally.finish().0
     }
 
     fn statuses(c: &Census) -> Vec<(&str, u64)> {
@@ -253,16 +451,27 @@ mod tests {
     fn de_duplicates_by_id_first_status_wins() {
         let a = "0b1e2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
         let mut tally = Tally::default();
-        assert!(tally.add(Some(a), Some("active")));
+        assert!(tally.add(&user(Some(a), Some("active")), &key()));
         // The same UUID in another spelling is the same user.
-        assert!(!tally.add(Some(&a.to_uppercase()), Some("inactive")));
-        assert!(tally.add(Some("42"), Some("inactive")));
-        assert!(!tally.add(Some("42"), Some("active")));
-        assert!(tally.add(None, Some("active")));
-        assert!(tally.add(None, Some("active")));
-        let c = tally.finish(20);
+        assert!(!tally.add(&user(Some(&a.to_uppercase()), Some("gone")), &key()));
+        assert!(tally.add(&user(Some("42"), Some("inactive")), &key()));
+        assert!(!tally.add(&user(Some("42"), Some("active")), &key()));
+        assert!(tally.add(&user(None, Some("active")), &key()));
+        assert!(tally.add(&user(None, Some("active")), &key()));
+        let (c, roster) = tally.finish();
         assert_eq!(c.total, 4);
+        // A status only a repeated user had is no label.
         assert_eq!(statuses(&c), [("active", 3), ("inactive", 1)]);
+        assert_eq!(
+            roster.ids.len(),
+            2,
+            "users without an id are not in the roster"
+        );
+        let of = |id: &str| {
+            let p = roster.ids.position(UserId::of(id).value).unwrap();
+            roster.status(roster.ids.at(p).unwrap().1).to_owned()
+        };
+        assert_eq!((of(a).as_str(), of("42").as_str()), ("active", "inactive"));
     }
 
     #[test]
@@ -270,6 +479,11 @@ mod tests {
         let c = census(&[], 20);
         assert_eq!(c.total, 0);
         assert_eq!(statuses(&c), [("active", 0), ("inactive", 0)]);
+        assert_eq!((c.created_within, c.newest_created), ([0; 3], None));
+        assert_eq!(
+            c.by_email_domain, None,
+            "domains are counted only when asked"
+        );
     }
 
     #[test]
@@ -285,7 +499,6 @@ mod tests {
         users.push((Some("active-user"), Some("active")));
         let c = census(&users, 5);
         assert_eq!(c.total, 16);
-        assert_eq!(c.by_status.len(), 5);
         assert_eq!(
             statuses(&c),
             [
@@ -331,60 +544,154 @@ mod tests {
         tally.reserve(10);
         tally.set_reported(7);
         tally.set_reported(9);
-        assert_eq!(tally.finish(20).reported, Some(7));
+        assert_eq!(tally.finish().0.reported, Some(7));
     }
 
     #[test]
-    fn id_set_holds_each_id_once_across_growth() {
-        let mut set = IdSet::default();
-        assert!(set.insert(0), "the nil id is an id");
-        assert!(!set.insert(0));
-        // Sequential ids (as UUIDv7 would be, nearly) and their repeats, through many resizes.
-        for id in 1..=10_000u128 {
-            assert!(set.insert(id << 64 | 7));
-        }
-        for id in (1..=10_000u128).rev() {
-            assert!(!set.insert(id << 64 | 7), "{id}");
-        }
-        assert_eq!(set.len(), 10_001);
-        assert!(set.slots.len() * 7 >= set.len * 8, "at most 7/8 full");
+    fn long_statuses_and_statuses_with_the_key_are_other() {
+        let long = "x".repeat(1 << 20);
+        let just = "y".repeat(MAX_LABEL_BYTES);
+        let c = census(
+            &[
+                (Some("1"), Some(&long)),
+                (Some("2"), Some(&format!("  {}  ", "z".repeat(65)))),
+                (Some("3"), Some(&just)),
+                (Some("4"), Some(&KEY.to_uppercase())),
+                (Some("5"), Some(&format!("revoked:{}!", KEY.to_lowercase()))),
+                (Some("6"), Some(KEY)),
+                // Lower-casing makes the Kelvin sign a "k": still the key.
+                (Some("7"), Some("s\u{212a}-test-key-42")),
+            ],
+            20,
+        );
+        assert_eq!(
+            statuses(&c),
+            [
+                ("active", 0),
+                ("inactive", 0),
+                ("other", 6),
+                (just.as_str(), 1)
+            ]
+        );
+        let t = format!("{c:?}").to_lowercase();
+        assert!(!t.contains(&KEY.to_lowercase()), "{t}");
     }
 
     #[test]
-    fn id_set_reserved_for_a_count_does_not_grow() {
-        let mut set = IdSet::default();
-        set.reserve(1000);
-        let slots = set.slots.len();
-        assert_eq!(slots, 1251);
-        for id in 1..=1000u128 {
-            assert!(set.insert(id.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)));
-        }
-        assert_eq!((set.len(), set.slots.len()), (1000, slots));
+    fn an_empty_key_matches_no_status() {
+        let mut tally = Tally::default();
+        let empty = SecretString::from("");
+        tally.add(&user(Some("1"), Some("active")), &empty);
+        assert_eq!(
+            statuses(&tally.finish().0),
+            [("active", 1), ("inactive", 0)]
+        );
     }
 
-    proptest::proptest! {
-        #[test]
-        fn id_set_agrees_with_a_hash_set(ids in proptest::collection::vec(0u128..64, 0..300),
-                                         reserve in 0usize..100) {
-            let mut set = IdSet::default();
-            set.reserve(reserve);
-            let mut model = HashSet::new();
-            for id in ids {
-                // Spread the small values over all 128 bits, keeping 0 as 0.
-                let id = id.wrapping_mul(0x0123_4567_89ab_cdef_fedc_ba98_7654_3211);
-                proptest::prop_assert_eq!(set.insert(id), model.insert(id));
-            }
-            proptest::prop_assert_eq!(set.len(), model.len());
+    #[test]
+    fn distinct_statuses_held_during_a_poll_are_bounded() {
+        let mut tally = Tally::new(rules(20), SystemTime::now());
+        for i in 0..10_000 {
+            let (id, status) = (i.to_string(), format!("status-{i}"));
+            tally.add(&user(Some(&id), Some(&status)), &key());
         }
+        assert_eq!(tally.statuses.names.len(), Rules::tracked(20) + 1);
+        let (c, roster) = tally.finish();
+        assert_eq!(c.total, 10_000);
+        assert_eq!(c.by_status.len(), 20);
+        assert_eq!(c.by_status[OTHER], 10_000 - 17);
+        assert_eq!(roster.statuses.len(), 1025);
+        assert_eq!(Rules::tracked(3), 1024);
+        assert_eq!(Rules::tracked(1000), 4000);
+        assert_eq!(Rules::tracked(10_000), 16_000);
+    }
+
+    #[test]
+    fn email_domains_normalised_capped_and_bounded() {
+        let mut tally = Tally::new(
+            Rules {
+                email_domains: true,
+                max_email_domains: 3,
+                ..Rules::default()
+            },
+            SystemTime::now(),
+        );
+        let long = format!("a@{}.com", "d".repeat(61));
+        let emails = [
+            Some("ana@Example.COM"),
+            Some(" raj@example.com "),
+            Some("x@y@corp.example"),
+            Some("li@corp.example"),
+            Some("sam@small.example"),
+            None,
+            Some("no-at-sign"),
+            Some("bad@exa mple.com"),
+            Some("dot@.example.com"),
+            Some("empty@"),
+            Some(&long),
+            Some("leak@sk-test-key-42.example"),
+        ];
+        for (i, email) in emails.iter().enumerate() {
+            let id = i.to_string();
+            let u = User {
+                id: Some(&id),
+                email: *email,
+                ..User::default()
+            };
+            tally.add(&u, &key());
+        }
+        let by_domain = tally.finish().0.by_email_domain.unwrap();
+        let got: Vec<_> = by_domain.iter().map(|(d, n)| (d.as_str(), *n)).collect();
+        // unknown (5) and corp.example (2, before example.com by name) keep their label;
+        // other: example.com, small.example, the long one and the one with the key.
+        assert_eq!(got, [("corp.example", 2), ("other", 5), ("unknown", 5)]);
+        assert_eq!(
+            email_domain(Some("a@xn--bcher-kva.example")),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(email_domain(Some(&format!("a@{}", "d".repeat(300)))), OTHER);
+    }
+
+    #[test]
+    fn created_at_in_seconds_or_milliseconds_within_windows() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let mut tally = Tally::new(Rules::default(), now);
+        let day = 86_400.0;
+        let base = 1_750_000_000.0;
+        let created = [
+            Some(base - 3600.0),                // 1 hour ago, seconds
+            Some((base - 2.0 * day) * 1000.0),  // 2 days ago, milliseconds
+            Some((base - 10.0 * day) * 1000.0), // 10 days ago, milliseconds
+            Some(base - 40.0 * day),            // 40 days ago
+            Some(base + 60.0),                  // a minute ahead: a clock apart
+            None,
+            Some(0.0),
+            Some(-5.0),
+            Some(f64::NAN),
+            Some(1e20),
+        ];
+        for (i, created_at) in created.into_iter().enumerate() {
+            let id = i.to_string();
+            let u = User {
+                id: Some(&id),
+                created_at,
+                ..User::default()
+            };
+            tally.add(&u, &key());
+        }
+        let c = tally.finish().0;
+        assert_eq!(c.created_within, [2, 3, 4]);
+        assert_eq!(c.newest_created, Some(base + 60.0));
+        assert_eq!(created_seconds(1_747_650_000_000.0), Some(1_747_650_000.0));
+        assert_eq!(created_seconds(1_710_675_200.0), Some(1_710_675_200.0));
     }
 
     #[test]
     fn normalise_borrows_when_it_can() {
-        assert!(matches!(
-            normalise("active"),
-            std::borrow::Cow::Borrowed("active")
-        ));
+        assert!(matches!(normalise("active"), Cow::Borrowed("active")));
         assert_eq!(normalise(" PENDING "), "pending");
         assert_eq!(normalise(""), UNKNOWN);
+        assert_eq!(status_value(Some(&"A".repeat(257))), OTHER);
+        assert_eq!(status_value(None), UNKNOWN);
     }
 }

@@ -4,13 +4,14 @@
 //! Data flows one way, and no module imports one that imports it back:
 //!
 //! ```text
-//! config -> api (client) -> census -> metrics -> server
-//!             \___________ poller ___________/
+//! config -> api (client) -> census -> membership -> metrics -> server
+//!             \________________ poller ________________/
 //! ```
 //!
-//! `census` uses nothing of the crate; `api` uses only `census`; `metrics` knows the client
-//! only through [`api::Observer`] and [`api::Reason`]; `poller` joins the client to the
-//! metrics; `server` reads the metrics and the web configuration.
+//! `ids` uses nothing of the crate, `census` only `ids`, `membership` only those two; `api`
+//! uses only `census`; `metrics` knows the client only through [`api::Observer`] and
+//! [`api::Reason`]; `poller` joins the client to the metrics; `server` reads the metrics and
+//! the web configuration.
 //!
 //! - [`config`] turns the command line and environment into [`Settings`]: clap parses and
 //!   range-checks each value, [`Cli::into_settings`] resolves the key's source.
@@ -19,10 +20,14 @@
 //!   other clients) and retries, decodes each page ([`api::page`]) and counts
 //!   its users into a [`census::Tally`]. It tells an [`api::Observer`] about each request and
 //!   knows nothing of Prometheus; every error it returns has the key blanked out.
-//! - [`census`] is pure counting: de-duplication, status normalisation and, in
-//!   [`census::Tally::finish`], the label cap.
+//! - [`census`] is pure counting: de-duplication by id (held at 16 bytes, [`ids`]), status and
+//!   email domain normalisation, account age and, in [`census::Tally::finish`], the label
+//!   cap; it also hands out the poll's roster (every id with its status).
+//! - [`membership`] is pure comparison: a poll's roster against the last one's, into joins,
+//!   leaves and status changes.
 //! - [`poller`] loads the key, runs a walk within `--poll-timeout` on an interval, finishes the tally into a
-//!   [`census::Census`] and hands it, or the reason the poll failed, to [`metrics`].
+//!   [`census::Census`], compares its roster in [`membership`] (logging each change) and
+//!   hands both, or the reason the poll failed, to [`metrics`].
 //! - [`metrics`] is the one type holding every collector; it swaps a poll's results in at
 //!   once, observes the client's requests, and keeps the rendered exposition.
 //! - [`server`] binds the listen address and serves `/metrics`, `/healthz`, `/readyz` and `/`
@@ -41,6 +46,8 @@ pub mod census;
 pub mod config;
 mod demo;
 mod files;
+pub mod ids;
+pub mod membership;
 pub mod metrics;
 pub mod poller;
 pub mod server;

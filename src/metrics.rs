@@ -13,7 +13,8 @@ use flate2::write::GzEncoder;
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 use crate::api::{Observer, Reason};
-use crate::census::Census;
+use crate::census::{Census, WINDOWS};
+use crate::membership::Changes;
 
 /// For the label-less vectors below.
 const NO_LABELS: &[&str] = &[];
@@ -54,6 +55,94 @@ struct Inner {
     requests: IntCounterVec,
     remaining: GaugeVec,
     pace: GaugeVec,
+    members: Members,
+}
+
+/// The series of "Membership changes", account age and email domains.
+#[derive(Debug)]
+struct Members {
+    joined: IntCounterVec,
+    left: IntCounterVec,
+    status_changes: IntCounterVec,
+    created_within: GaugeVec,
+    newest_created: GaugeVec,
+    by_email_domain: GaugeVec,
+}
+
+impl Members {
+    fn new(reg: impl Fn(Box<dyn prometheus::core::Collector>)) -> Self {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(Box::new(c.clone()));
+            c
+        };
+        let gauge = |name: &str, help: String, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            reg(Box::new(g.clone()));
+            g
+        };
+        Self {
+            joined: counter(
+                "testsigma_users_joined_total",
+                "Users seen for the first time since the baseline, by the background poll of the Testsigma API.",
+                &[],
+            ),
+            left: counter(
+                "testsigma_users_left_total",
+                "Users gone, confirmed by two successful background polls of the Testsigma API in a row without them.",
+                &[],
+            ),
+            status_changes: counter(
+                "testsigma_users_status_changes_total",
+                "Status changes of known users seen by the background poll of the Testsigma API, by normalised status before and after (capped like status).",
+                &["from", "to"],
+            ),
+            created_within: gauge(
+                "testsigma_users_created_within",
+                format!("Users whose created_at lies within the window before the poll, {FROM_POLL}."),
+                &["window"],
+            ),
+            newest_created: gauge(
+                "testsigma_users_newest_created_timestamp_seconds",
+                format!("The latest created_at of any user, in Unix seconds, {FROM_POLL}."),
+                &[],
+            ),
+            by_email_domain: gauge(
+                "testsigma_users_by_email_domain",
+                format!("Users per lower-cased email domain (unknown if none or invalid; other past --max-email-domains), {FROM_POLL}."),
+                &["domain"],
+            ),
+        }
+    }
+
+    /// Swaps in a poll's membership changes, account ages and domains (under the swap lock).
+    fn publish(&self, census: &Census, changes: &Changes) {
+        // Counters appear, at 0, with the baseline.
+        self.joined
+            .with_label_values(NO_LABELS)
+            .inc_by(changes.joined);
+        self.left.with_label_values(NO_LABELS).inc_by(changes.left);
+        for ((from, to), n) in &changes.status_changes {
+            self.status_changes
+                .with_label_values(&[from, to])
+                .inc_by(*n);
+        }
+        for ((window, _), n) in WINDOWS.iter().zip(census.created_within) {
+            self.created_within
+                .with_label_values(&[window])
+                .set(n as f64);
+        }
+        match census.newest_created {
+            Some(t) => self.newest_created.with_label_values(NO_LABELS).set(t),
+            None => self.newest_created.reset(),
+        }
+        self.by_email_domain.reset();
+        for (domain, n) in census.by_email_domain.iter().flatten() {
+            self.by_email_domain
+                .with_label_values(&[domain])
+                .set(*n as f64);
+        }
+    }
 }
 
 impl Metrics {
@@ -181,6 +270,7 @@ impl Metrics {
         reg(Box::new(remaining.clone()));
         reg(Box::new(pace.clone()));
         reg(Box::new(build_info));
+        let members = Members::new(reg);
 
         let process = Registry::new();
         #[cfg(target_os = "linux")]
@@ -210,12 +300,19 @@ impl Metrics {
                 requests,
                 remaining,
                 pace,
+                members,
             }),
         }
     }
 
-    /// Swaps in a successful poll's census, all series at once.
-    pub fn publish(&self, census: &Census, took: Duration, finished: SystemTime) {
+    /// Swaps in a successful poll's census and membership changes, all series at once.
+    pub fn publish(
+        &self,
+        census: &Census,
+        changes: &Changes,
+        took: Duration,
+        finished: SystemTime,
+    ) {
         let m = &*self.inner;
         let _swap = m.swap.write().unwrap_or_else(|e| e.into_inner());
         m.users
@@ -229,6 +326,7 @@ impl Metrics {
             Some(n) => m.reported.with_label_values(NO_LABELS).set(n as f64),
             None => m.reported.reset(),
         }
+        m.members.publish(census, changes);
         let unix = finished
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -369,6 +467,7 @@ mod tests {
             total,
             by_status: statuses.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             reported,
+            ..Census::default()
         }
     }
 
@@ -401,11 +500,13 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         m.publish(
             &census(3, &[("active", 2), ("gone", 1), ("inactive", 0)], Some(3)),
+            &Changes::default(),
             Duration::from_millis(1500),
             at,
         );
         m.publish(
             &census(2, &[("active", 2), ("inactive", 0)], None),
+            &Changes::default(),
             Duration::from_millis(250),
             at,
         );
@@ -413,7 +514,7 @@ mod tests {
         let t = text(&m);
         assert!(t.contains("\ntestsigma_users 2\n"), "{t}");
         assert!(t.contains("testsigma_users_by_status{status=\"active\"} 2\n"));
-        assert!(!t.contains("gone"), "a vanished status is dropped: {t}");
+        assert!(!t.contains("\"gone\""), "a vanished status is dropped: {t}");
         assert!(!t.contains("testsigma_users_reported "), "{t}");
         assert!(t.contains("\ntestsigma_up 0\n"));
         assert!(t.contains("testsigma_poll_duration_seconds 2\n"));
@@ -421,6 +522,54 @@ mod tests {
         assert!(t.contains("testsigma_polls_total{result=\"success\"} 2\n"));
         assert!(t.contains("testsigma_poll_errors_total{reason=\"timeout\"} 1\n"));
         assert!(m.is_ready());
+    }
+
+    #[test]
+    fn membership_series_appear_with_the_baseline_and_follow_each_poll() {
+        let m = Metrics::new();
+        let t = text(&m);
+        assert!(!t.contains("\ntestsigma_users_joined_total"), "{t}");
+        assert!(!t.contains("\ntestsigma_users_created_within{"), "{t}");
+        let mut c = census(2, &[("active", 2)], None);
+        c.created_within = [1, 2, 2];
+        c.newest_created = Some(1_700_000_000.5);
+        let at = SystemTime::now();
+        m.publish(&c, &Changes::default(), Duration::ZERO, at);
+        let t = text(&m);
+        for line in [
+            "\ntestsigma_users_joined_total 0\n",
+            "\ntestsigma_users_left_total 0\n",
+            "testsigma_users_created_within{window=\"1d\"} 1\n",
+            "testsigma_users_created_within{window=\"7d\"} 2\n",
+            "testsigma_users_created_within{window=\"30d\"} 2\n",
+            "\ntestsigma_users_newest_created_timestamp_seconds 1700000000.5\n",
+        ] {
+            assert!(t.contains(line), "{line} missing in {t}");
+        }
+        assert!(!t.contains("testsigma_users_status_changes_total{"), "{t}");
+        assert!(!t.contains("testsigma_users_by_email_domain{"), "{t}");
+        let mut changes = Changes {
+            joined: 2,
+            left: 1,
+            ..Changes::default()
+        };
+        changes
+            .status_changes
+            .insert(("active".into(), "inactive".into()), 3);
+        c.newest_created = None;
+        c.by_email_domain = Some([("example.com".to_owned(), 2)].into());
+        m.publish(&c, &changes, Duration::ZERO, at);
+        m.publish(&c, &changes, Duration::ZERO, at);
+        let t = text(&m);
+        for line in [
+            "\ntestsigma_users_joined_total 4\n",
+            "\ntestsigma_users_left_total 2\n",
+            "testsigma_users_status_changes_total{from=\"active\",to=\"inactive\"} 6\n",
+            "testsigma_users_by_email_domain{domain=\"example.com\"} 2\n",
+        ] {
+            assert!(t.contains(line), "{line} missing in {t}");
+        }
+        assert!(!t.contains("newest_created_timestamp_seconds "), "{t}");
     }
 
     #[test]
@@ -466,6 +615,7 @@ mod tests {
         );
         m.publish(
             &census(1, &[("active", 1)], None),
+            &Changes::default(),
             Duration::ZERO,
             SystemTime::now(),
         );

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
@@ -12,9 +12,10 @@ use tokio::time::MissedTickBehavior;
 use tracing::{error, info, warn};
 
 use crate::api::{Client, ClientConfig, ClientError, PollError};
-use crate::census::Census;
+use crate::census::{Census, Rules};
 use crate::config::{KeySource, Settings};
 use crate::files::read_regular;
+use crate::membership::{Change, Changes, Membership, LOGGED_CHANGES};
 use crate::metrics::Metrics;
 
 /// Polls the API and publishes into [`Metrics`].
@@ -27,6 +28,8 @@ pub struct Poller {
     interval: Duration,
     timeout: Duration,
     max_statuses: usize,
+    /// Who the last successful polls saw; only a successful poll changes it.
+    membership: Mutex<Membership>,
 }
 
 impl Poller {
@@ -40,6 +43,11 @@ impl Poller {
             max_request_rate: settings.max_request_rate,
             backoff_base: settings.retry_backoff,
             ca_file: settings.api_ca_file.clone(),
+            rules: Rules {
+                max_statuses: settings.max_statuses,
+                email_domains: settings.users_by_email_domain,
+                max_email_domains: settings.max_email_domains,
+            },
         };
         Ok(Self {
             client: Client::new(&config)?,
@@ -49,6 +57,7 @@ impl Poller {
             interval: settings.poll_interval,
             timeout: settings.poll_timeout,
             max_statuses: settings.max_statuses,
+            membership: Mutex::default(),
         })
     }
 
@@ -69,8 +78,15 @@ impl Poller {
         let took = started.elapsed();
         match result {
             Ok((tally, stats)) => {
-                let census = tally.finish(self.max_statuses);
-                self.metrics.publish(&census, took, SystemTime::now());
+                let (census, roster) = tally.finish();
+                let changes = self
+                    .membership
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .update(roster, &census.by_status, self.max_statuses);
+                self.metrics
+                    .publish(&census, &changes, took, SystemTime::now());
+                log_changes(&changes);
                 info!(
                     users = census.total,
                     statuses = census.by_status.len(),
@@ -122,6 +138,30 @@ impl Poller {
                 );
             }
         }
+    }
+}
+
+/// Each membership change at `info` (ids and statuses only), at most [`LOGGED_CHANGES`]
+/// of them and then one line for the rest: an audit trail of who came, went or changed.
+fn log_changes(changes: &Changes) {
+    for change in &changes.logged {
+        match change {
+            Change::Joined { id, status } => info!(id = %id, status, "user joined"),
+            Change::Left { id, status } => info!(id = %id, status, "user left"),
+            Change::StatusChanged { id, from, to } => {
+                info!(id = %id, from, to, "user status changed");
+            }
+        }
+    }
+    let count = changes.count();
+    if count > LOGGED_CHANGES as u64 {
+        info!(
+            joined = changes.joined,
+            left = changes.left,
+            status_changes = count - changes.joined - changes.left,
+            not_logged = count - LOGGED_CHANGES as u64,
+            "more membership changes in this poll than logged one by one"
+        );
     }
 }
 

@@ -424,8 +424,15 @@ mod tests {
             total,
             by_status: [("active".to_string(), total)].into(),
             reported: Some(total),
+            ..Census::default()
         };
-        metrics.publish(&census, Duration::from_millis(5), SystemTime::now());
+        let changes = Default::default();
+        metrics.publish(
+            &census,
+            &changes,
+            Duration::from_millis(5),
+            SystemTime::now(),
+        );
     }
 
     #[tokio::test]

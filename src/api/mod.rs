@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
-use crate::census::Tally;
+use crate::census::{Rules, Tally};
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer, Quota};
@@ -46,6 +46,8 @@ pub struct ClientConfig {
     pub backoff_base: Duration,
     /// PEM certificates to trust besides the system's store (`--api-ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// How users are counted.
+    pub rules: Rules,
 }
 
 /// Why the client cannot be built.
@@ -84,6 +86,7 @@ pub struct Client {
     max_retries: u32,
     backoff_base: Duration,
     pacer: Pacer,
+    rules: Rules,
 }
 
 /// The outcome of one HTTP attempt that did not produce a page.
@@ -138,6 +141,7 @@ impl Client {
             max_retries: config.max_retries,
             backoff_base: config.backoff_base,
             pacer: Pacer::new(config.max_request_rate),
+            rules: config.rules,
         })
     }
 
@@ -164,15 +168,16 @@ impl Client {
         observer: &dyn Observer,
     ) -> Result<(Tally, WalkStats), PollError> {
         let mut walk = Walk::new(&self.users_url, self.page_size, key);
-        let mut tally = Tally::default();
+        let mut tally = Tally::new(self.rules, SystemTime::now());
         let mut body = Vec::new();
         let mut url = walk.first();
         loop {
             self.fetch(&url, key, &mut body, observer).await?;
-            let page = page::decode(&body).map_err(|e| decode_error(&e, &body, key))?;
+            let page = page::decode_with(&body, self.rules.email_domains)
+                .map_err(|e| decode_error(&e, &body, key))?;
             let mut new = 0;
             for user in &page.users {
-                new += usize::from(tally.add(user.id.as_deref(), user.status.as_deref()));
+                new += usize::from(tally.add(&user.fields(), key));
             }
             if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
                 tally.set_reported(total);

@@ -133,7 +133,9 @@ async fn a_status_that_vanishes_is_dropped() {
         .mount(&mock)
         .await;
     let text = app
-        .scrape_until(Duration::from_secs(10), |t| !t.contains("suspended"))
+        .scrape_until(Duration::from_secs(10), |t| {
+            !by_status(t).iter().any(|(s, _)| s == "suspended")
+        })
         .await;
     assert_eq!(value(&text, "testsigma_up"), Some(1.0), "{text}");
     assert_eq!(

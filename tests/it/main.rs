@@ -13,6 +13,7 @@ mod smoke;
 mod counting;
 mod fuzz_decode;
 mod limits;
+mod membership;
 mod pacing;
 mod pagination;
 mod retries;

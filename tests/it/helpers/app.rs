@@ -257,3 +257,26 @@ pub async fn failed_poll(settings: &Settings) -> FailedPoll {
         debug: format!("{error:?}"),
     }
 }
+
+/// A poller and its metrics in this process, polled by hand: the test decides when each
+/// poll runs, and so what the API answers to each.
+pub struct HandPoller {
+    poller: Poller,
+    metrics: Metrics,
+}
+
+impl HandPoller {
+    pub fn new(settings: &Settings) -> Self {
+        init_test_log();
+        let metrics = Metrics::new();
+        let poller = Poller::new(settings, metrics.clone()).expect("poller");
+        Self { poller, metrics }
+    }
+
+    /// Runs one poll; returns whether it succeeded, and the exposition after it.
+    pub async fn poll(&self) -> (bool, String) {
+        let ok = self.poller.poll().await.is_ok();
+        let text = String::from_utf8(self.metrics.encode(false)).expect("exposition is UTF-8");
+        (ok, text)
+    }
+}

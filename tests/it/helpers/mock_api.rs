@@ -169,6 +169,30 @@ where
     arrivals
 }
 
+/// An account whose answer a test changes between polls: every `GET /api/v1/users` gets
+/// the answer set last (at first, one empty page).
+#[derive(Clone)]
+pub struct Account(Arc<Mutex<ResponseTemplate>>);
+
+impl Account {
+    pub async fn mount(mock: &MockServer) -> Self {
+        let account = Account(Arc::new(Mutex::new(json_ok(json!({"data": []})))));
+        let answer = account.0.clone();
+        mount_script(mock, move |_, _| answer.lock().unwrap().clone()).await;
+        account
+    }
+
+    /// From now on, one page with these users (JSON objects).
+    pub fn set_users(&self, users: Vec<Value>) {
+        self.answer(json_ok(json!({"data": users, "page_info": {"next": ""}})));
+    }
+
+    /// From now on, this answer.
+    pub fn answer(&self, answer: ResponseTemplate) {
+        *self.0.lock().unwrap() = answer;
+    }
+}
+
 /// The live API's answer past its rate limit: HTTP 500, not 429.
 pub fn rate_limit_500() -> ResponseTemplate {
     ResponseTemplate::new(500)
