@@ -2,6 +2,7 @@
 //! `cargo bench --bench decode`; the end-to-end comparison is scripts/bench.sh.
 
 use std::hint::black_box;
+use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use secrecy::SecretString;
@@ -122,7 +123,7 @@ fn benches(c: &mut Criterion) {
                 };
                 tally.add(&user, &key);
             }
-            black_box(tally.finish())
+            black_box(tally.finish(SystemTime::now()))
         })
     });
     g.bench_function("decode_and_count_100k_users", |b| {
@@ -137,7 +138,7 @@ fn benches(c: &mut Criterion) {
                     tally.reserve(total as usize);
                 }
             }
-            black_box(tally.finish())
+            black_box(tally.finish(SystemTime::now()))
         })
     });
     g.finish();

@@ -9,11 +9,15 @@
 //! ([`Rules::tracked`]) before the label cap of [`Tally::finish`].
 
 use std::borrow::Cow;
+mod age;
+
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use self::age::Ages;
+pub use self::age::{created_seconds, WINDOWS};
 use crate::ids::{IdTable, UserId};
 
 /// Label for users whose status (or email domain) is missing, null, empty or not valid.
@@ -24,18 +28,8 @@ pub const OTHER: &str = "other";
 pub const ALWAYS_SHOWN: [&str; 2] = ["active", "inactive"];
 /// A status or domain longer than this, after normalisation, counts as [`OTHER`].
 pub const MAX_LABEL_BYTES: usize = 64;
-/// The windows of `testsigma_users_created_within`: label and length in seconds.
-pub const WINDOWS: [(&str, f64); 3] = [
-    ("1d", 86_400.0),
-    ("7d", 7.0 * 86_400.0),
-    ("30d", 30.0 * 86_400.0),
-];
-/// A `created_at` above this is in milliseconds (10^11 s is in the year 5138).
-const MILLIS_ABOVE: f64 = 1e11;
-/// Unix seconds of 10000-01-01: a later `created_at` is not a date.
-const LATEST_DATE: f64 = 253_402_300_800.0;
 
-/// How users are counted: the label caps, from the command line.
+/// How users are counted: the label caps and the poll deadline, from the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
     /// `--max-statuses`.
@@ -44,6 +38,9 @@ pub struct Rules {
     pub email_domains: bool,
     /// `--max-email-domains`.
     pub max_email_domains: usize,
+    /// `--poll-timeout`: how much later than its start a poll can finish, which bounds what
+    /// is kept to end the `created_at` windows at the finish ([`Tally::finish`]).
+    pub poll_timeout: Duration,
 }
 
 impl Default for Rules {
@@ -52,6 +49,7 @@ impl Default for Rules {
             max_statuses: 20,
             email_domains: false,
             max_email_domains: 20,
+            poll_timeout: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -86,7 +84,7 @@ pub struct Census {
     pub by_status: BTreeMap<String, u64>,
     /// `page_info.total_count` of the first page, when the API sent it.
     pub reported: Option<u64>,
-    /// Users created within each of [`WINDOWS`] before the poll, in that order.
+    /// Users created within each of [`WINDOWS`] before the poll finished, in that order.
     pub created_within: [u64; 3],
     /// The latest usable `created_at`, in Unix seconds.
     pub newest_created: Option<f64>,
@@ -184,14 +182,13 @@ fn contains_key(value: &str, key: &SecretString) -> bool {
 #[derive(Debug)]
 pub struct Tally {
     rules: Rules,
-    /// Unix seconds when the poll started: the end of the `created_at` windows.
-    now: f64,
+    /// `created_at` counts, against windows that end when the poll started until
+    /// [`Tally::finish`] moves their end to when it finished.
+    ages: Ages,
     ids: IdTable,
     anonymous: u64,
     statuses: Labels,
     domains: Option<Labels>,
-    created_within: [u64; 3],
-    newest_created: Option<f64>,
     reported: Option<u64>,
 }
 
@@ -202,23 +199,17 @@ impl Default for Tally {
 }
 
 impl Tally {
-    /// An empty tally for a poll that starts `now`.
+    /// An empty tally for a poll that starts `now` and finishes within `rules.poll_timeout`.
     pub fn new(rules: Rules, now: SystemTime) -> Self {
-        let now = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
         Self {
             rules,
-            now,
+            ages: Ages::new(now, rules.poll_timeout),
             ids: IdTable::default(),
             anonymous: 0,
             statuses: Labels::new(Rules::tracked(rules.max_statuses)),
             domains: rules
                 .email_domains
                 .then(|| Labels::new(Rules::tracked(rules.max_email_domains))),
-            created_within: [0; 3],
-            newest_created: None,
             reported: None,
         }
     }
@@ -252,12 +243,7 @@ impl Tally {
             domains.count(domain);
         }
         if let Some(created) = user.created_at.and_then(created_seconds) {
-            for (n, (_, window)) in self.created_within.iter_mut().zip(WINDOWS) {
-                *n += u64::from(created > self.now - window);
-            }
-            if self.newest_created.is_none_or(|newest| created > newest) {
-                self.newest_created = Some(created);
-            }
+            self.ages.add(created);
         }
         true
     }
@@ -265,8 +251,10 @@ impl Tally {
     /// The census, with at most `max_statuses` distinct status labels (at least 3: active,
     /// inactive and other; the statuses with the most users keep their label, ties broken by
     /// name; `active` and `inactive` always keep theirs; the rest are summed into `other`)
-    /// and as many domains; and the roster of who was seen.
-    pub fn finish(self) -> (Census, Roster) {
+    /// and as many domains; and the roster of who was seen. The `created_at` windows end at
+    /// `finished`, when the poll finished, taken in whole seconds after its start, not before
+    /// the start and not past it by more than the poll deadline and a minute.
+    pub fn finish(self, finished: SystemTime) -> (Census, Roster) {
         let total = self.ids.len() as u64 + self.anonymous;
         let mut statuses: Vec<(String, u64)> = self
             .statuses
@@ -282,12 +270,13 @@ impl Tally {
             let counts = domains.counted().map(|(d, n)| (d.to_owned(), n)).collect();
             cap(counts, self.rules.max_email_domains, &[])
         });
+        let (created_within, newest_created) = self.ages.finish(finished);
         let census = Census {
             total,
             by_status: cap(statuses, self.rules.max_statuses, &ALWAYS_SHOWN),
             reported: self.reported,
-            created_within: self.created_within,
-            newest_created: self.newest_created,
+            created_within,
+            newest_created,
             by_email_domain,
         };
         let roster = Roster {
@@ -372,17 +361,6 @@ pub fn email_domain(email: Option<&str>) -> Cow<'_, str> {
     }
 }
 
-/// `created_at` in Unix seconds: above 10^11 it is milliseconds; zero, negative, not finite
-/// or past the year 9999 is not a usable date.
-pub fn created_seconds(raw: f64) -> Option<f64> {
-    let seconds = if raw > MILLIS_ABOVE {
-        raw / 1000.0
-    } else {
-        raw
-    };
-    (raw.is_finite() && raw > 0.0 && seconds < LATEST_DATE).then_some(seconds)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -415,7 +393,7 @@ mod tests {
         for (id, status) in users {
             tally.add(&user(*id, *status), &key());
         }
-        tally.finish().0
+        tally.finish(SystemTime::now()).0
     }
 
     fn statuses(c: &Census) -> Vec<(&str, u64)> {
@@ -458,7 +436,7 @@ mod tests {
         assert!(!tally.add(&user(Some("42"), Some("active")), &key()));
         assert!(tally.add(&user(None, Some("active")), &key()));
         assert!(tally.add(&user(None, Some("active")), &key()));
-        let (c, roster) = tally.finish();
+        let (c, roster) = tally.finish(SystemTime::now());
         assert_eq!(c.total, 4);
         // A status only a repeated user had is no label.
         assert_eq!(statuses(&c), [("active", 3), ("inactive", 1)]);
@@ -544,7 +522,7 @@ mod tests {
         tally.reserve(10);
         tally.set_reported(7);
         tally.set_reported(9);
-        assert_eq!(tally.finish().0.reported, Some(7));
+        assert_eq!(tally.finish(SystemTime::now()).0.reported, Some(7));
     }
 
     #[test]
@@ -583,7 +561,7 @@ mod tests {
         let empty = SecretString::from("");
         tally.add(&user(Some("1"), Some("active")), &empty);
         assert_eq!(
-            statuses(&tally.finish().0),
+            statuses(&tally.finish(SystemTime::now()).0),
             [("active", 1), ("inactive", 0)]
         );
     }
@@ -596,7 +574,7 @@ mod tests {
             tally.add(&user(Some(&id), Some(&status)), &key());
         }
         assert_eq!(tally.statuses.names.len(), Rules::tracked(20) + 1);
-        let (c, roster) = tally.finish();
+        let (c, roster) = tally.finish(SystemTime::now());
         assert_eq!(c.total, 10_000);
         assert_eq!(c.by_status.len(), 20);
         assert_eq!(c.by_status[OTHER], 10_000 - 17);
@@ -640,7 +618,7 @@ mod tests {
             };
             tally.add(&u, &key());
         }
-        let by_domain = tally.finish().0.by_email_domain.unwrap();
+        let by_domain = tally.finish(SystemTime::now()).0.by_email_domain.unwrap();
         let got: Vec<_> = by_domain.iter().map(|(d, n)| (d.as_str(), *n)).collect();
         // unknown (5) and corp.example (2, before example.com by name) keep their label;
         // other: example.com, small.example, the long one and the one with the key.
@@ -679,11 +657,100 @@ mod tests {
             };
             tally.add(&u, &key());
         }
-        let c = tally.finish().0;
+        let c = tally.finish(now).0;
         assert_eq!(c.created_within, [2, 3, 4]);
         assert_eq!(c.newest_created, Some(base + 60.0));
         assert_eq!(created_seconds(1_747_650_000_000.0), Some(1_747_650_000.0));
         assert_eq!(created_seconds(1_710_675_200.0), Some(1_710_675_200.0));
+    }
+
+    /// The windows counted for users created at `created` (Unix seconds), in a poll that
+    /// starts at `start` and finishes at `finished`, with `rules`.
+    fn windows_at(start: f64, finished: f64, created: &[f64], rules: Rules) -> [u64; 3] {
+        let at = |t: f64| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t);
+        let mut tally = Tally::new(rules, at(start));
+        for (i, &created_at) in created.iter().enumerate() {
+            let id = i.to_string();
+            let u = User {
+                id: Some(&id),
+                created_at: Some(created_at),
+                ..User::default()
+            };
+            tally.add(&u, &key());
+        }
+        tally.finish(at(finished)).0.created_within
+    }
+
+    #[test]
+    fn created_within_windows_end_when_the_poll_finished() {
+        const S: f64 = 1_750_000_000.0;
+        const DAY: f64 = 86_400.0;
+        let f = S + 600.0; // a poll of 10 minutes
+        let one = |created: f64| windows_at(S, f, &[created], Rules::default());
+        // 1 day and 5 minutes before the finish: within a day of the start, not of the finish.
+        assert_eq!(one(S - DAY + 300.0), [0, 1, 1]);
+        // Out of the day from either end.
+        assert_eq!(one(S - DAY - 1.0), [0, 1, 1]);
+        // Created during the poll, or in milliseconds, just after the finish's edge: in.
+        assert_eq!(one(S + 60.0), [1, 1, 1]);
+        assert_eq!(one((f - DAY + 0.5) * 1000.0), [1, 1, 1]);
+        // The edges of the 7 and 30 days move too; the edge itself is out, as before.
+        assert_eq!(one(S - 7.0 * DAY + 599.0), [0, 0, 1]);
+        assert_eq!(one(f - 30.0 * DAY), [0, 0, 0]);
+        assert_eq!(one(f - 30.0 * DAY + 1.0), [0, 0, 1]);
+        // The finish counts in whole seconds after the start.
+        let just = |finished: f64| windows_at(S, finished, &[S - DAY + 600.5], Rules::default());
+        assert_eq!((just(S + 600.9), just(S + 601.0)), ([1, 1, 1], [0, 1, 1]));
+    }
+
+    #[test]
+    fn created_within_clamps_a_finish_before_the_start_or_past_the_deadline() {
+        const S: f64 = 1_750_000_000.0;
+        const DAY: f64 = 86_400.0;
+        let users = [S - DAY + 30.0, S - DAY + 900.0, S - DAY + 1200.0, S + 5.0];
+        let rules = Rules::default();
+        // The clock stepped back: the windows end at the start.
+        assert_eq!(windows_at(S, S - 3600.0, &users, rules), [4, 4, 4]);
+        // A finish past the deadline and a minute counts as the deadline and a minute.
+        assert_eq!(windows_at(S, S + 960.0, &users, rules), [2, 4, 4]);
+        assert_eq!(windows_at(S, S + 5.0 * DAY, &users, rules), [2, 4, 4]);
+        // A longer deadline keeps more.
+        let long = Rules {
+            poll_timeout: Duration::from_secs(3600),
+            ..rules
+        };
+        assert_eq!(windows_at(S, S + 1800.0, &users, long), [1, 4, 4]);
+    }
+
+    #[test]
+    fn created_within_holds_at_most_the_margin_in_seconds() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let mut tally = Tally::new(Rules::default(), start);
+        let edge = 1_750_000_000.0 - 86_400.0;
+        // Far from every edge: nothing held.
+        for i in 0..1000 {
+            let id = format!("far-{i}");
+            let u = User {
+                id: Some(&id),
+                created_at: Some(edge + 5000.0 + f64::from(i)),
+                ..User::default()
+            };
+            tally.add(&u, &key());
+        }
+        assert_eq!(tally.ages.held(), 0);
+        // 50 000 users created within the 1d margin: one entry per second at most.
+        for i in 0..50_000 {
+            let id = i.to_string();
+            let u = User {
+                id: Some(&id),
+                created_at: Some(edge + f64::from(i) * 0.02 + 0.001),
+                ..User::default()
+            };
+            tally.add(&u, &key());
+        }
+        assert_eq!(tally.ages.held(), 900 + 60);
+        let c = tally.finish(start + Duration::from_secs(600)).0;
+        assert_eq!(c.created_within, [51_000 - 30_000, 51_000, 51_000]);
     }
 
     #[test]

@@ -217,6 +217,8 @@ impl Membership {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use secrecy::SecretString;
 
     use super::*;
@@ -233,7 +235,7 @@ mod tests {
             };
             tally.add(&user, &SecretString::from("key"));
         }
-        let (census, roster) = tally.finish();
+        let (census, roster) = tally.finish(SystemTime::now());
         (census.by_status, roster)
     }
 

@@ -47,6 +47,7 @@ impl Poller {
                 max_statuses: settings.max_statuses,
                 email_domains: settings.users_by_email_domain,
                 max_email_domains: settings.max_email_domains,
+                poll_timeout: settings.poll_timeout,
             },
         };
         Ok(Self {
@@ -78,14 +79,15 @@ impl Poller {
         let took = started.elapsed();
         match result {
             Ok((tally, stats)) => {
-                let (census, roster) = tally.finish();
+                // The created_at windows end here, when the poll finished.
+                let finished = SystemTime::now();
+                let (census, roster) = tally.finish(finished);
                 let changes = self
                     .membership
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .update(roster, &census.by_status, self.max_statuses);
-                self.metrics
-                    .publish(&census, &changes, took, SystemTime::now());
+                self.metrics.publish(&census, &changes, took, finished);
                 log_changes(&changes);
                 info!(
                     users = census.total,
