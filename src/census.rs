@@ -642,6 +642,7 @@ mod tests {
             Some((base - 10.0 * day) * 1000.0), // 10 days ago, milliseconds
             Some(base - 40.0 * day),            // 40 days ago
             Some(base + 60.0),                  // a minute ahead: a clock apart
+            Some(base + 2.0 * day),             // days ahead: not a usable date
             None,
             Some(0.0),
             Some(-5.0),

@@ -29,6 +29,11 @@ const LATEST_DATE: f64 = 253_402_300_800.0;
 /// Added to the poll deadline for the margins: the wall clock may run apart from the
 /// monotonic one that enforces the deadline, and the finish is read just after the walk.
 pub const SLACK_SECONDS: u32 = 60;
+/// How far past the poll's deadline a `created_at` may lie and still be a date: the API's
+/// clock may run ahead of ours, but not by more. A later one (a bad date, a clock years
+/// off) is left out, so it neither counts in every window nor makes "time since the newest
+/// account" negative for good.
+const AHEAD_SECONDS: f64 = 3600.0;
 
 /// `created_at` counts of one poll.
 #[derive(Debug)]
@@ -37,6 +42,8 @@ pub struct Ages {
     start: SystemTime,
     /// Per window, Unix seconds of `start - window`: a user created later is within it.
     since: [f64; 3],
+    /// Unix seconds past which a `created_at` is not usable ([`AHEAD_SECONDS`]).
+    latest: f64,
     /// Length of the margins in whole seconds: the deadline plus [`SLACK_SECONDS`].
     margin: u32,
     /// Users created after `since`, per window.
@@ -55,12 +62,14 @@ impl Ages {
             .unwrap_or_default()
             .as_secs_f64();
         let deadline = deadline.as_secs() + u64::from(deadline.subsec_nanos() > 0);
+        let margin = u32::try_from(deadline)
+            .unwrap_or(u32::MAX)
+            .saturating_add(SLACK_SECONDS);
         Self {
             start,
             since: WINDOWS.map(|(_, window)| now - window),
-            margin: u32::try_from(deadline)
-                .unwrap_or(u32::MAX)
-                .saturating_add(SLACK_SECONDS),
+            latest: now + f64::from(margin) + AHEAD_SECONDS,
+            margin,
             within: [0; 3],
             near_edge: Default::default(),
             newest: None,
@@ -68,8 +77,12 @@ impl Ages {
     }
 
     /// Counts a usable `created_at`, in Unix seconds ([`created_seconds`]). One after the
-    /// start (the API's clock ahead, or a user added during the poll) is within every window.
+    /// start (the API's clock ahead, or a user added during the poll) is within every window;
+    /// one more than [`AHEAD_SECONDS`] past the deadline is left out.
     pub fn add(&mut self, created: f64) {
+        if created > self.latest {
+            return;
+        }
         for ((n, near), since) in self
             .within
             .iter_mut()
