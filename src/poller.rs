@@ -65,9 +65,10 @@ impl Poller {
     /// failure is recorded and the last good counts stay.
     pub async fn poll(&self) -> Result<Census, PollError> {
         let started = Instant::now();
+        let expected = self.membership().remembered();
         let walk = async {
             let key = load_key(&self.key, &self.key_file, key_file_timeout(self.timeout)).await?;
-            self.client.walk(&key, &self.metrics).await
+            self.client.walk(&key, &self.metrics, expected).await
         };
         // The deadline covers everything: the key file, every page, retries and waits.
         let result = tokio::time::timeout(self.timeout, walk)
@@ -79,11 +80,9 @@ impl Poller {
         match result {
             Ok((tally, stats)) => {
                 let (census, roster) = tally.finish();
-                let changes = self
-                    .membership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .update(roster, &census.by_status, self.max_statuses);
+                let changes =
+                    self.membership()
+                        .update(roster, &census.by_status, self.max_statuses);
                 self.metrics
                     .publish(&census, &changes, took, SystemTime::now());
                 log_changes(&changes);
@@ -107,6 +106,10 @@ impl Poller {
                 Err(e)
             }
         }
+    }
+
+    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Polls at start-up and then every interval until `shutdown` turns true.
