@@ -103,10 +103,13 @@ impl Membership {
         self.state.is_some()
     }
 
-    /// Users the last successful poll saw (0 before the baseline): what the next poll's id
-    /// table is sized for, so that it need not grow while the remembered one is held.
+    /// Users remembered: those the last successful poll saw and those it missed (0 before
+    /// the baseline). What the next poll's id table is sized for, so that it need not grow
+    /// while the remembered one is held; missed users are counted in as most come back.
     pub fn remembered(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| s.roster.ids.len())
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.roster.ids.len() + s.missed.len())
     }
 
     /// Compares a successful poll's roster with what is remembered, remembers it, and says
@@ -478,7 +481,7 @@ mod tests {
         let missed = &m.state.as_ref().expect("remembered").missed;
         assert_eq!(missed.len(), 100);
         assert_eq!(missed.bytes(), 100 * 18);
-        assert_eq!(m.remembered(), 900);
+        assert_eq!(m.remembered(), 1000, "the missed users are expected back");
         // Back with their status, or left: the status and hashed flag survive the packing.
         let c = update(&mut m, &all[50..]);
         assert_eq!((c.joined, c.left, c.count()), (0, 50, 50));
