@@ -87,7 +87,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # The Python baseline's packages go into a virtualenv: Debian's own python3 refuses pip
 # installs into the system (and needs python3-venv for this).
 BASELINE_VENV=${BASELINE_VENV:-$HOME/.cache/testsigma-exporter-bench-venv}
-if [[ $SHARE_ONLY == 0 ]] && ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
+if [[ $SHARE_ONLY == 0 && $MEMBERSHIP_ONLY == 0 ]] && ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
     log "installing prometheus_client and requests for the Python baseline into $BASELINE_VENV"
     python3 -m venv "$BASELINE_VENV"
     timeout 600 "$BASELINE_VENV/bin/pip" install -q prometheus_client requests
