@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Writes N users as static pages of the Testsigma users API for the benchmark.
 
-Usage: gen_pages.py DIR USERS [PAGE_SIZE]
+Usage: gen_pages.py [--no-total-count] [--drop-every K] DIR USERS [PAGE_SIZE]
+
+--no-total-count leaves `page_info.total_count` out, as some APIs do; --drop-every K leaves
+out every K-th user (the same users otherwise, the pages shorter): a second poll of such pages
+misses 1 in K users of the first.
 
 Pages go to DIR/api/v1/users/p1.json, p2.json, ...; each links to the next with a path
 (`/api/v1/users/p2.json`), which the exporter resolves against the API's origin. The users
@@ -20,8 +24,16 @@ STATUSES = ["active"] * 70 + ["inactive"] * 20 + ["invited"] * 7 + ["PENDING", "
 
 
 def main():
-    out, users = sys.argv[1], int(sys.argv[2])
-    size = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+    args = sys.argv[1:]
+    total_count = "--no-total-count" not in args
+    args = [a for a in args if a != "--no-total-count"]
+    drop = 0
+    if "--drop-every" in args:
+        i = args.index("--drop-every")
+        drop = int(args[i + 1])
+        del args[i:i + 2]
+    out, users = args[0], int(args[1])
+    size = int(args[2]) if len(args) > 2 else 100
     rng = random.Random(users)
     pages = max(1, -(-users // size))
     folder = os.path.join(out, "api", "v1", "users")
@@ -31,7 +43,7 @@ def main():
         for i in range((p - 1) * size, min(p * size, users)):
             first, last = rng.choice(FIRST), rng.choice(LAST)
             created = 1_600_000_000 + rng.randrange(100_000_000)
-            data.append({
+            user = {
                 "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "email": f"{first.lower()}.{last.lower()}.{i}@example.com",
                 "first_name": first,
@@ -39,17 +51,21 @@ def main():
                 "created_at": created,
                 "updated_at": created + rng.randrange(10_000_000),
                 "status": rng.choice(STATUSES),
-            })
+            }
+            if not drop or i % drop != drop - 1:
+                data.append(user)
         body = {
             "message": "",
             "data": data,
             "page_info": {
                 "page_size": size,
-                "total_count": users,
+                "total_count": users - (users // drop if drop else 0),
                 "next": f"/api/v1/users/p{p + 1}.json" if p < pages else "",
                 "prev": f"/api/v1/users/p{p - 1}.json" if p > 1 else "",
             },
         }
+        if not total_count:
+            del body["page_info"]["total_count"]
         with open(os.path.join(folder, f"p{p}.json"), "w") as f:
             json.dump(body, f, separators=(",", ":"))
     print(pages)

@@ -9,6 +9,9 @@ wait4 would also count this Python process, whose memory the child has until it 
 
 Usage: polls.py N PORT CMD [ARG...]
 CMD must listen on 127.0.0.1:PORT and log at info (each poll logs "poll succeeded").
+With POLLS_BETWEEN set in the environment, that shell command runs after each successful poll
+but the last, with POLL set to the poll's number (1, 2, ...): to change what the API serves
+between polls.
 """
 import os
 import signal
@@ -27,6 +30,9 @@ for line in proc.stderr:
         succeeded += 1
         if succeeded == polls:
             break
+        if os.environ.get("POLLS_BETWEEN"):
+            env = dict(os.environ, POLL=str(succeeded))
+            subprocess.run(os.environ["POLLS_BETWEEN"], shell=True, env=env, check=True)
     elif "poll failed" in line or "level=error" in line:
         failed = line.strip()
         break

@@ -7,6 +7,8 @@
 #   - the same for one server process that polls twice (bench/polls.py), so that what a poll
 #     remembers for the next (membership) and the comparison are measured, next to curl
 #     fetching the pages twice;
+#   - the same at BIG users without total_count (the table sized from the last poll), and
+#     three polls of which the second misses 1 user in 10 (users remembered as missed);
 #   - peak RSS of a --once poll of 20 pages of 30 users with 1 MB ids (hostile input);
 #   - /metrics throughput with wrk (32 connections) next to nginx serving the same bytes;
 #   - scrape latency (p99) idle and while BIG-user polls run back to back, with scrapes paced
@@ -31,6 +33,8 @@
 #                   run, and report the CPU of the two side by side (before/after a change)
 #   --share-duration S  seconds each shared-key run lasts (default 60)
 #   --share-only    run only the shared-key measurement (needs python3 and curl alone)
+#   --membership-only  run only the BIG-user rows of polls in one process without
+#                   total_count and with missed users (no shared-key runs either)
 # Needs nginx, wrk, curl, python3 with prometheus_client and requests; installs what is
 # missing with apt-get and pip when run as root.
 set -euo pipefail
@@ -44,6 +48,7 @@ BIN=
 CMP=
 SHARE_DURATION=60
 SHARE_ONLY=0
+MEMBERSHIP_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --runs) RUNS=$2; shift 2 ;;
@@ -55,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --compare) CMP=$(realpath "$2"); shift 2 ;;
     --share-duration) SHARE_DURATION=$2; shift 2 ;;
     --share-only) SHARE_ONLY=1; shift ;;
+    --membership-only) MEMBERSHIP_ONLY=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -81,7 +87,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 # The Python baseline's packages go into a virtualenv: Debian's own python3 refuses pip
 # installs into the system (and needs python3-venv for this).
 BASELINE_VENV=${BASELINE_VENV:-$HOME/.cache/testsigma-exporter-bench-venv}
-if [[ $SHARE_ONLY == 0 ]] && ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
+if [[ $SHARE_ONLY == 0 && $MEMBERSHIP_ONLY == 0 ]] && ! "$BASELINE_VENV/bin/python" -c 'import prometheus_client, requests' 2>/dev/null; then
     log "installing prometheus_client and requests for the Python baseline into $BASELINE_VENV"
     python3 -m venv "$BASELINE_VENV"
     timeout 600 "$BASELINE_VENV/bin/pip" install -q prometheus_client requests
@@ -149,6 +155,7 @@ share_run() { # n: n exporters for SHARE_DURATION seconds -> share.n.* results
     printf '  %d exporter(s), %s s: %s requests, %s refused, %s polls done, %s failed, last poll %s s\n' \
         "$n" "$SHARE_DURATION" "$requests" "$refused" "$polls" "$failed" "$took" >&2
 }
+if [[ $MEMBERSHIP_ONLY == 0 ]]; then
 log "one key shared by 1, 2 and 3 exporters, $SHARE_DURATION s each, against a 10/s limit"
 for n in 1 2 3; do share_run "$n"; done
 python3 - "$RESULTS" "$SHARE_DURATION" <<'EOF'
@@ -165,11 +172,17 @@ for n in (1, 2, 3):
     print(f"| {n} | {r:.0f} | {x:.0f} | {100 * x / max(r, 1):.2f}% | {m[f'share.{n}.polls']:.0f} "
           f"| {m[f'share.{n}.failed']:.0f} | {m[f'share.{n}.poll_s']:.1f} s |")
 EOF
+fi
 [[ $SHARE_ONLY == 1 ]] && exit 0
 
 log "generating $USERS and $BIG_USERS users as static pages under $WORK"
 python3 "$BENCH/gen_pages.py" "$WORK/small" "$USERS" >/dev/null
 python3 "$BENCH/gen_pages.py" "$WORK/big" "$BIG_USERS" >/dev/null
+# The same users without total_count, and without total_count and 1 user in 10; shift/ serves
+# big/ or big_missing/ as the symlink says, changed between polls.
+python3 "$BENCH/gen_pages.py" --no-total-count "$WORK/big_nototal" "$BIG_USERS" >/dev/null
+python3 "$BENCH/gen_pages.py" --no-total-count --drop-every 10 "$WORK/big_missing" "$BIG_USERS" >/dev/null
+ln -sfn big "$WORK/shift"
 # Hostile input: 20 pages of 30 users whose ids are 1 MB each (30 MB a page, under the
 # exporter's 32 MiB body limit), linked by path like the others.
 python3 - "$WORK/long_ids/api/v1/users" <<'PYEOF'
@@ -188,6 +201,8 @@ SMALL_PORT=$(free_port)
 BIG_PORT=$(free_port)
 STATIC_PORT=$(free_port)
 LONG_PORT=$(free_port)
+NOTOTAL_PORT=$(free_port)
+SHIFT_PORT=$(free_port)
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes auto;
 daemon on;
@@ -212,6 +227,16 @@ http {
     location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
   }
   server {
+    listen 127.0.0.1:$NOTOTAL_PORT;
+    root $WORK/big_nototal;
+    location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
+  }
+  server {
+    listen 127.0.0.1:$SHIFT_PORT;
+    root $WORK/shift;
+    location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
+  }
+  server {
     listen 127.0.0.1:$LONG_PORT;
     root $WORK/long_ids;
     location = /api/v1/users { try_files /api/v1/users/p1.json =404; }
@@ -229,6 +254,8 @@ EOF
 SMALL=http://127.0.0.1:$SMALL_PORT
 BIG=http://127.0.0.1:$BIG_PORT
 LONG=http://127.0.0.1:$LONG_PORT
+NOTOTAL=http://127.0.0.1:$NOTOTAL_PORT
+SHIFT=http://127.0.0.1:$SHIFT_PORT
 
 curl_config() { # base users -> a curl config fetching every page in order
     local pages=$((($2 + 99) / 100))
@@ -266,6 +293,62 @@ check_users() { # expected: the exposition just printed counts every user
     [[ $got == "$1" ]] || { echo "bench.sh: expected $1 users, got '$got'" >&2; exit 1; }
 }
 
+
+# --- 1c. the remembered state at BIG users: without total_count, and with missed users ------
+several_polls() { # name exporter base polls: a server that polls n times 10 s apart
+    local port
+    port=$(free_port)
+    RUNNER="$BENCH/polls.py $4 $port" measure "$1" "$2" --base-url "$3/api/v1" \
+        --max-request-rate 0 --poll-interval 10s --web.listen-address "127.0.0.1:$port" \
+        --log.level info
+}
+# Poll 1 sees every user, poll 2 misses 1 in 10 (remembered as missed), poll 3 sees them all
+# again: its peak holds the remembered table, the missed users and the new table.
+export POLLS_WORK=$WORK
+# shellcheck disable=SC2016 # expanded by polls.py's shell, with POLL set
+SWAP='if [ "$POLL" = 1 ]; then ln -sfn big_missing "$POLLS_WORK/shift"; else ln -sfn big "$POLLS_WORK/shift"; fi'
+membership_rows() {
+    log "polls in one process of $BIG_USERS users without total_count, and missing 1 in 10; $RUNS runs"
+    for ((i = 1; i <= RUNS; i++)); do
+        several_polls exporter_big_nototal "$BIN" "$NOTOTAL" 2
+        check_users "$BIG_USERS"
+        ln -sfn big "$WORK/shift"
+        POLLS_BETWEEN=$SWAP several_polls exporter_big_missed "$BIN" "$SHIFT" 3
+        check_users "$BIG_USERS"
+        if [[ -n $CMP ]]; then
+            several_polls compared_big_nototal "$CMP" "$NOTOTAL" 2
+            check_users "$BIG_USERS"
+            ln -sfn big "$WORK/shift"
+            POLLS_BETWEEN=$SWAP several_polls compared_big_missed "$CMP" "$SHIFT" 3
+            check_users "$BIG_USERS"
+        fi
+    done
+}
+membership_summary() {
+    python3 - "$RESULTS" "$BIG_USERS" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+values = defaultdict(list)
+for line in open(sys.argv[1]):
+    name, value = line.split()
+    values[name].append(float(value))
+m = {k: statistics.median(v) for k, v in values.items()}
+big = sys.argv[2]
+print("\n| measure | exporter | compared | target | met |")
+print("| --- | --- | --- | --- | --- |")
+for key, what in (("big_nototal", f"peak RSS of two polls in one process, {big} users, no total_count"),
+                  ("big_missed", f"peak RSS of three polls, {big} users, the second missing 1 in 10")):
+    rss = m[f"exporter_{key}.rss"] / 1024
+    other = m.get(f"compared_{key}.rss")
+    other = f"{other / 1024:.1f} MiB" if other else ""
+    print(f"| {what} | {rss:.1f} MiB | {other} | <= 48 MiB | {'yes' if rss <= 48 else 'NO'} |")
+EOF
+}
+if [[ $MEMBERSHIP_ONLY == 1 ]]; then
+    membership_rows
+    membership_summary
+    exit 0
+fi
 
 # --- 1. poll CPU and memory --------------------------------------------------------------
 log "poll of $USERS users: curl, exporter, Python baseline; $RUNS runs each, interleaved"
@@ -317,6 +400,7 @@ for ((i = 1; i <= RUNS; i++)); do
         check_users "$BIG_USERS"
     fi
 done
+membership_rows
 log "hostile ids: 20 pages of 30 users with 1 MB ids; $RUNS runs"
 for ((i = 1; i <= RUNS; i++)); do
     measure long_ids "$BIN" --once --base-url "$LONG/api/v1" --max-request-rate 0 --log.level warn
@@ -468,3 +552,4 @@ for name, ours, ref, ratio, target, ok in rows:
     print(f"| {name} | {ours} | {ref} | {r} | {target} | {met} |")
 print(f"\n(peak RSS while serving during large polls: {m['busy.rss'] / MiB:.1f} MiB)")
 EOF
+membership_summary

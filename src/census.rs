@@ -222,6 +222,11 @@ impl Tally {
         self.ids.reserve(users.saturating_sub(self.ids.len()));
     }
 
+    /// Users with an id the tally holds before its table of ids grows.
+    pub fn room(&self) -> usize {
+        self.ids.room()
+    }
+
     /// Records the `total_count` the API reported; only the first report is kept.
     pub fn set_reported(&mut self, total: u64) {
         self.reported.get_or_insert(total);

@@ -135,6 +135,11 @@ impl IdTable {
         }
     }
 
+    /// Ids it holds before it grows: sized ahead by [`IdTable::reserve`], or grown.
+    pub fn room(&self) -> usize {
+        self.slots.len() * 15 / 16
+    }
+
     /// One more than the largest position.
     pub fn positions(&self) -> usize {
         self.slots.len() + 1
@@ -150,11 +155,7 @@ impl IdTable {
                 value => (value, self.tags[position]),
             }
         };
-        let id = UserId {
-            value,
-            hashed: tag & HASHED != 0,
-        };
-        Some((id, tag & MAX_STATUS_INDEX))
+        Some(untag(value, tag))
     }
 
     /// Every id held with its status index, in no particular order.
@@ -191,7 +192,80 @@ impl IdTable {
 }
 
 fn tag(id: UserId, status: u16) -> u16 {
+    // Callers keep status indices far below this (a tally tracks a bounded number of
+    // statuses); past it the index would lose its top bit to the hashed flag, so it is held
+    // as the largest index instead: wrong but in range, and caught by tests in debug builds.
+    debug_assert!(
+        status <= MAX_STATUS_INDEX,
+        "status index {status} out of range"
+    );
     status.min(MAX_STATUS_INDEX) | if id.hashed { HASHED } else { 0 }
+}
+
+fn untag(value: u128, tag: u16) -> (UserId, u16) {
+    let id = UserId {
+        value,
+        hashed: tag & HASHED != 0,
+    };
+    (id, tag & MAX_STATUS_INDEX)
+}
+
+/// Some ids of an [`IdTable`], sorted, each with a status index: 18 bytes an id (16 of value,
+/// 2 of tag as in the table), where a `Vec<(UserId, u16)>` takes 48.
+#[derive(Debug, Default)]
+pub struct IdList {
+    values: Vec<u128>,
+    tags: Vec<u16>,
+}
+
+impl IdList {
+    /// The ids of `values` that `table` holds, sorted, each with `status` of its status
+    /// index in the table.
+    pub fn new(mut values: Vec<u128>, table: &IdTable, mut status: impl FnMut(u16) -> u16) -> Self {
+        values.sort_unstable();
+        values.retain(|&v| table.position(v).is_some());
+        values.shrink_to_fit();
+        let mut tags = Vec::with_capacity(values.len());
+        tags.extend(
+            values
+                .iter()
+                .filter_map(|&v| table.at(table.position(v)?))
+                .map(|(id, s)| tag(id, status(s))),
+        );
+        Self { values, tags }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Where `value` is in the list.
+    pub fn find(&self, value: u128) -> Option<usize> {
+        self.values.binary_search(&value).ok()
+    }
+
+    /// The id at `index` (below [`IdList::len`]) and its status index.
+    pub fn at(&self, index: usize) -> Option<(UserId, u16)> {
+        Some(untag(*self.values.get(index)?, *self.tags.get(index)?))
+    }
+
+    /// Every id in order of value, with its status index.
+    pub fn iter(&self) -> impl Iterator<Item = (UserId, u16)> + '_ {
+        self.values
+            .iter()
+            .zip(&self.tags)
+            .map(|(&v, &t)| untag(v, t))
+    }
+
+    /// Bytes held, allocated capacity included.
+    pub fn bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<u128>()
+            + self.tags.capacity() * std::mem::size_of::<u16>()
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +344,32 @@ mod tests {
             assert!(set.insert(uuid(id), 1));
         }
         assert_eq!((set.len(), set.slots.len()), (1040, slots));
+    }
+
+    #[test]
+    fn a_list_of_some_ids_of_a_table_is_sorted_and_keeps_the_tags() {
+        let mut set = IdTable::default();
+        let hashed = UserId::of("user-1");
+        for (id, status) in [(uuid(30), 1), (hashed, 2), (uuid(0), 3), (uuid(10), 4)] {
+            set.insert(id, status);
+        }
+        let list = IdList::new(vec![30, hashed.value, 0, 99], &set, |s| s * 10);
+        let mut want = vec![(uuid(0), 30), (uuid(30), 10), (hashed, 20)];
+        want.sort_by_key(|(id, _)| id.value);
+        assert_eq!(
+            list.iter().collect::<Vec<_>>(),
+            want,
+            "99 is not in the table"
+        );
+        assert_eq!(list.find(30).and_then(|i| list.at(i)), Some((uuid(30), 10)));
+        assert_eq!((list.find(10), list.len(), list.bytes()), (None, 3, 3 * 18));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "out of range")]
+    fn a_status_index_past_the_tag_is_caught_in_debug_builds() {
+        IdTable::default().insert(uuid(1), MAX_STATUS_INDEX + 1);
     }
 
     proptest::proptest! {

@@ -9,16 +9,29 @@
 //! it changes nothing. Users without an id are not in a roster.
 //!
 //! Memory: the state is the last poll's [`Roster`] as it came (16 bytes of id and 2 of status
-//! a user) and the few users it missed; comparing holds the new roster next to it for a
-//! moment, and then the old one is dropped.
+//! a user) and the users it missed (18 bytes each, in an [`IdList`]); comparing holds the new
+//! roster next to it for a moment, and then the old one is dropped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::census::{Roster, OTHER};
-use crate::ids::UserId;
+use crate::ids::{IdList, UserId};
 
 /// Changes logged one by one in a poll; past them, one summary line.
 pub const LOGGED_CHANGES: usize = 50;
+
+/// Most distinct `(from, to)` status pairs counted apart over the exporter's life, whatever
+/// `--max-statuses` is: with the default 20 statuses, 400.
+pub const MAX_STATUS_PAIRS: usize = 400;
+
+/// Distinct `(from, to)` pairs counted apart over the exporter's life: every pair of `max`
+/// statuses, at most [`MAX_STATUS_PAIRS`]. `other` to `other` comes on top: a change between
+/// two statuses that are both `other`, and any new pair past the bound.
+pub fn max_status_pairs(max_statuses: usize) -> usize {
+    max_statuses
+        .saturating_mul(max_statuses)
+        .min(MAX_STATUS_PAIRS)
+}
 
 /// One change, for the log: ids and normalised statuses, never anything else of the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +81,8 @@ impl Changes {
 #[derive(Debug, Default)]
 pub struct Membership {
     state: Option<State>,
-    /// `(from, to)` label pairs counted so far, at most the status cap.
+    /// `(from, to)` label pairs counted so far, other than `other` to `other`: at most
+    /// [`max_status_pairs`].
     pairs: HashSet<(String, String)>,
 }
 
@@ -76,9 +90,9 @@ pub struct Membership {
 struct State {
     /// Everyone the last successful poll saw.
     roster: Roster,
-    /// Users the last poll missed but the one before saw, by id value, with their status
-    /// as an index into `roster.statuses`.
-    missed: Vec<(UserId, u16)>,
+    /// Users the last poll missed but the one before saw, with their status as an index
+    /// into `roster.statuses`.
+    missed: IdList,
     /// The status labels the last poll published.
     labels: BTreeSet<String>,
 }
@@ -89,11 +103,21 @@ impl Membership {
         self.state.is_some()
     }
 
+    /// Users remembered: those the last successful poll saw and those it missed (0 before
+    /// the baseline). What the next poll's id table is sized for, so that it need not grow
+    /// while the remembered one is held; missed users are counted in as most come back.
+    pub fn remembered(&self) -> usize {
+        self.state
+            .as_ref()
+            .map_or(0, |s| s.roster.ids.len() + s.missed.len())
+    }
+
     /// Compares a successful poll's roster with what is remembered, remembers it, and says
     /// what changed. `labels` are the status labels the poll publishes: a status change is
     /// labelled with statuses that are a label now or were at the last poll, any other as
-    /// `other`; and at most `max_statuses` distinct `(from, to)` pairs are counted over the
-    /// exporter's life, later new ones as `other` to `other`, so the series stay bounded.
+    /// `other`; and at most [`max_status_pairs`] distinct `(from, to)` pairs besides `other`
+    /// to `other` are counted over the exporter's life, later new ones as `other` to `other`,
+    /// so the series stay bounded.
     pub fn update(
         &mut self,
         mut roster: Roster,
@@ -104,7 +128,7 @@ impl Membership {
         let Some(old) = self.state.take() else {
             self.state = Some(State {
                 roster,
-                missed: Vec::new(),
+                missed: IdList::default(),
                 labels,
             });
             return Changes {
@@ -131,21 +155,19 @@ impl Membership {
             .collect();
         drop(new_index);
         let mut present = vec![0u64; old.roster.ids.positions().div_ceil(64)];
+        let mut seen = 0;
         let mut back = vec![false; old.missed.len()];
         for (id, status) in roster.ids.iter() {
             let before = match old.roster.ids.position(id.value) {
                 Some(p) => {
                     present[p / 64] |= 1 << (p % 64);
+                    seen += 1;
                     old.roster.ids.at(p).map(|(_, s)| s)
                 }
-                None => old
-                    .missed
-                    .binary_search_by_key(&id.value, |(m, _)| m.value)
-                    .ok()
-                    .map(|i| {
-                        back[i] = true;
-                        old.missed[i].1
-                    }),
+                None => old.missed.find(id.value).and_then(|i| {
+                    back[i] = true;
+                    old.missed.at(i).map(|(_, s)| s)
+                }),
             };
             if before.is_some_and(|s| same.get(usize::from(s)) == Some(&status)) {
                 continue;
@@ -161,8 +183,9 @@ impl Membership {
                 }
                 Some(from) if from != to => {
                     let mut pair = (label(from), label(to));
-                    if !self.pairs.contains(&pair) {
-                        if self.pairs.len() < max_statuses {
+                    let others = pair.0 == OTHER && pair.1 == OTHER;
+                    if !others && !self.pairs.contains(&pair) {
+                        if self.pairs.len() < max_status_pairs(max_statuses) {
                             self.pairs.insert(pair.clone());
                         } else {
                             pair = (OTHER.to_owned(), OTHER.to_owned());
@@ -181,30 +204,30 @@ impl Membership {
         for ((id, status), _) in old.missed.iter().zip(&back).filter(|(_, &b)| !b) {
             changes.left += 1;
             changes.log(|| Change::Left {
-                id: *id,
-                status: old.roster.status(*status).to_owned(),
+                id,
+                status: old.roster.status(status).to_owned(),
             });
         }
+        drop(back);
         // Missed for the first time: remembered with their status, in the new roster's table
         // of statuses, for one more poll.
-        let mut missed = Vec::new();
-        let mut index: HashMap<Box<str>, u16> = HashMap::new();
+        let mut gone = Vec::with_capacity(old.roster.ids.len() - seen);
         for p in (0..old.roster.ids.positions()).filter(|p| present[p / 64] & (1 << (p % 64)) == 0)
         {
-            let Some((id, status)) = old.roster.ids.at(p) else {
-                continue;
-            };
+            gone.extend(old.roster.ids.at(p).map(|(id, _)| id.value));
+        }
+        drop(present);
+        let mut index: HashMap<Box<str>, u16> = HashMap::new();
+        let missed = IdList::new(gone, &old.roster.ids, |status| {
             if index.is_empty() {
                 index = roster.statuses.iter().cloned().zip(0..).collect();
             }
             let name = old.roster.status(status);
-            let status = *index.entry(name.into()).or_insert_with(|| {
+            *index.entry(name.into()).or_insert_with(|| {
                 roster.statuses.push(name.into());
                 u16::try_from(roster.statuses.len() - 1).unwrap_or(u16::MAX)
-            });
-            missed.push((id, status));
-        }
-        missed.sort_unstable_by_key(|(id, _)| id.value);
+            })
+        });
         drop(old);
         self.state = Some(State {
             roster,
@@ -376,18 +399,99 @@ mod tests {
                 ]
             )
         );
-        // At most 3 pairs in all: a new pair counts as other to other.
-        let (labels, roster) = poll(&[
-            ("a", "inactive"),
-            ("b", "active"),
-            ("c", "active"),
-            ("d", "x4"),
-        ]);
-        let c = m.update(roster, &cap(&labels), 3);
-        assert_eq!(
-            summary(&c),
-            (0, 0, vec![("other", "inactive", 1), ("other", "other", 1)])
-        );
+        // A pair of statuses that are both other takes no slot of the bound.
+        assert_eq!(m.pairs.len(), 2);
+    }
+
+    #[test]
+    fn distinct_pairs_are_bounded_by_the_square_of_max_statuses() {
+        assert_eq!(max_status_pairs(3), 9);
+        assert_eq!(max_status_pairs(20), 400);
+        assert_eq!(max_status_pairs(1000), MAX_STATUS_PAIRS);
+        // Users cycle through 3 statuses, all labels: 6 distinct pairs, all counted apart;
+        // with max_statuses 2, 4 of them, later new ones as other to other.
+        let cycle = ["s0", "s1", "s2"];
+        for (max, apart) in [(3, 6), (2, 4)] {
+            let mut m = Membership::default();
+            let mut seen = BTreeMap::new();
+            for round in 0..4 {
+                let users: Vec<(String, &str)> = (0..3)
+                    .map(|u| (format!("u{u}"), cycle[(u * (round % 2 + 1) + round) % 3]))
+                    .collect();
+                let users: Vec<(&str, &str)> =
+                    users.iter().map(|(i, s)| (i.as_str(), *s)).collect();
+                let (_, roster) = poll(&users);
+                let all = cycle.iter().map(|s| (s.to_string(), 1)).collect();
+                for (pair, n) in m.update(roster, &all, max).status_changes {
+                    *seen.entry(pair).or_insert(0) += n;
+                }
+            }
+            let other = ("other".to_owned(), "other".to_owned());
+            let named = seen.keys().filter(|p| **p != other).count();
+            assert_eq!(named, apart, "{max}: {seen:?}");
+            assert!(m.pairs.len() <= max_status_pairs(max));
+        }
+    }
+
+    #[test]
+    fn a_new_pair_after_twenty_others_still_counts_apart() {
+        // 20 statuses; every user changes to the next one, 20 distinct pairs; then invited
+        // to active, a pair never seen, is still counted as itself.
+        let statuses: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
+        let labels: BTreeMap<String, u64> = statuses
+            .iter()
+            .cloned()
+            .chain(["invited".into(), "active".into()])
+            .map(|s| (s, 1))
+            .collect();
+        let mut m = Membership::default();
+        let round = |shift: usize| -> Vec<(String, String)> {
+            (0..20)
+                .map(|u| (format!("u{u}"), statuses[(u + shift) % 20].clone()))
+                .chain([("x".to_owned(), "invited".to_owned())])
+                .collect()
+        };
+        for shift in 0..2 {
+            let users = round(shift);
+            let users: Vec<(&str, &str)> = users
+                .iter()
+                .map(|(i, s)| (i.as_str(), s.as_str()))
+                .collect();
+            m.update(poll(&users).1, &labels, 20);
+        }
+        assert_eq!(m.pairs.len(), 20);
+        let mut users = round(1);
+        users[20].1 = "active".into();
+        let users: Vec<(&str, &str)> = users
+            .iter()
+            .map(|(i, s)| (i.as_str(), s.as_str()))
+            .collect();
+        let c = m.update(poll(&users).1, &labels, 20);
+        assert_eq!(summary(&c), (0, 0, vec![("invited", "active", 1)]));
+    }
+
+    #[test]
+    fn missed_users_cost_eighteen_bytes_each() {
+        let mut m = Membership::default();
+        let ids: Vec<String> = (0..1000).map(|i| format!("u{i}")).collect();
+        let all: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), "active")).collect();
+        update(&mut m, &all);
+        assert_eq!(m.remembered(), 1000);
+        // A tenth of them missed by the next poll.
+        let c = update(&mut m, &all[100..]);
+        assert_eq!(c.count(), 0);
+        let missed = &m.state.as_ref().expect("remembered").missed;
+        assert_eq!(missed.len(), 100);
+        assert_eq!(missed.bytes(), 100 * 18);
+        assert_eq!(m.remembered(), 1000, "the missed users are expected back");
+        // Back with their status, or left: the status and hashed flag survive the packing.
+        let c = update(&mut m, &all[50..]);
+        assert_eq!((c.joined, c.left, c.count()), (0, 50, 50));
+        assert!(c
+            .logged
+            .iter()
+            .all(|l| matches!(l, Change::Left { id, status }
+            if id.hashed && status == "active")));
     }
 
     #[test]

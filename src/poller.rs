@@ -66,9 +66,10 @@ impl Poller {
     /// failure is recorded and the last good counts stay.
     pub async fn poll(&self) -> Result<Census, PollError> {
         let started = Instant::now();
+        let expected = self.membership().remembered();
         let walk = async {
             let key = load_key(&self.key, &self.key_file, key_file_timeout(self.timeout)).await?;
-            self.client.walk(&key, &self.metrics).await
+            self.client.walk(&key, &self.metrics, expected).await
         };
         // The deadline covers everything: the key file, every page, retries and waits.
         let result = tokio::time::timeout(self.timeout, walk)
@@ -82,11 +83,9 @@ impl Poller {
                 // The created_at windows end here, when the poll finished.
                 let finished = SystemTime::now();
                 let (census, roster) = tally.finish(finished);
-                let changes = self
-                    .membership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .update(roster, &census.by_status, self.max_statuses);
+                let changes =
+                    self.membership()
+                        .update(roster, &census.by_status, self.max_statuses);
                 self.metrics.publish(&census, &changes, took, finished);
                 log_changes(&changes);
                 info!(
@@ -109,6 +108,10 @@ impl Poller {
                 Err(e)
             }
         }
+    }
+
+    fn membership(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Polls at start-up and then every interval until `shutdown` turns true.

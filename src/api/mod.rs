@@ -3,6 +3,7 @@
 //! request to an [`Observer`] and knows nothing of how that is shown; counting rules live in
 //! [`crate::census`].
 
+mod body;
 mod error;
 mod pacing;
 pub mod page;
@@ -21,6 +22,7 @@ use tracing::{debug, warn};
 use url::Url;
 
 use crate::census::{Rules, Tally};
+use body::{read_body, BodyError};
 pub use error::{PollError, Reason};
 pub use pacing::BACKOFF_BASE;
 use pacing::{backoff, retry_after, Pacer, Quota};
@@ -148,16 +150,19 @@ impl Client {
     /// Walks every page and counts the users into a tally, reporting each request to
     /// `observer`. Nothing is published here: the caller gets every page's users or an
     /// error, with the key blanked out of it. Dropping the future cancels the walk, waits
-    /// included.
+    /// included. `expected` is how many users the caller expects (the last poll's count):
+    /// the tally is sized once for it or the reported `total_count`, the larger, so that it
+    /// need not grow (growing holds two tables at once).
     pub async fn walk(
         &self,
         key: &SecretString,
         observer: &dyn Observer,
+        expected: usize,
     ) -> Result<(Tally, WalkStats), PollError> {
         if let Some(rate) = self.pacer.rate() {
             observer.pace(rate);
         }
-        self.walk_pages(key, observer)
+        self.walk_pages(key, observer, expected)
             .await
             .map_err(|e| e.map_text(|text| redact(&text, key).into_owned()))
     }
@@ -166,6 +171,7 @@ impl Client {
         &self,
         key: &SecretString,
         observer: &dyn Observer,
+        expected: usize,
     ) -> Result<(Tally, WalkStats), PollError> {
         let mut walk = Walk::new(&self.users_url, self.page_size, key);
         let mut tally = Tally::new(self.rules, SystemTime::now());
@@ -179,9 +185,10 @@ impl Client {
             for user in &page.users {
                 new += usize::from(tally.add(&user.fields(), key));
             }
-            if let Some(total) = page.total_count.filter(|_| walk.pages() == 0) {
-                tally.set_reported(total);
-                tally.reserve(usize::try_from(total).unwrap_or(usize::MAX));
+            if walk.pages() == 0 {
+                let total = page.total_count.inspect(|&t| tally.set_reported(t));
+                let total = total.map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX));
+                tally.reserve(total.max(expected));
             }
             debug!(url = %redact(url.as_str(), key), users = page.users.len(), new, "page");
             match walk.next(
@@ -422,33 +429,60 @@ fn api_message(body: &[u8], key: &SecretString) -> String {
     }
 }
 
-enum BodyError {
-    TooLarge,
-    Transport(reqwest::Error),
-}
-
-/// Reads the body into `buf` (cleared first) chunk by chunk, stopping past `limit` bytes.
-async fn read_body(
-    response: &mut reqwest::Response,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), BodyError> {
-    buf.clear();
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(BodyError::TooLarge);
-    }
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
-        if buf.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Quiet;
+
+    impl Observer for Quiet {
+        fn request(&self, _: Option<u16>) {}
+        fn quota_remaining(&self, _: f64) {}
+    }
+
+    /// Room in the tally of a walk of one page of 3 users reporting `total`, expecting
+    /// `expected` users.
+    async fn room_after_walk(total: Option<u64>, expected: usize) -> usize {
+        use wiremock::matchers::path;
+        let mock = wiremock::MockServer::start().await;
+        let mut page = serde_json::json!({"data": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+                                          "page_info": {"next": ""}});
+        if let Some(total) = total {
+            page["page_info"]["total_count"] = total.into();
+        }
+        wiremock::Mock::given(path("/api/v1/users"))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(page))
+            .mount(&mock)
+            .await;
+        let client = Client::new(&ClientConfig {
+            base_url: Url::parse(&format!("{}/api/v1", mock.uri())).unwrap(),
+            page_size: 100,
+            request_timeout: Duration::from_secs(5),
+            max_retries: 0,
+            max_request_rate: None,
+            backoff_base: BACKOFF_BASE,
+            ca_file: None,
+            rules: Rules::default(),
+        })
+        .unwrap();
+        let key = SecretString::from("key");
+        let (tally, _) = client.walk(&key, &Quiet, expected).await.unwrap();
+        tally.room()
+    }
+
+    #[tokio::test]
+    async fn the_tally_is_sized_once_for_the_larger_of_total_count_and_the_last_poll() {
+        // No total_count, or one too low: sized for the users the last poll saw.
+        for total in [None, Some(3)] {
+            let room = room_after_walk(total, 50_000).await;
+            assert!((50_000..52_500).contains(&room), "{total:?}: {room}");
+        }
+        // A total_count above the last poll's count: sized for it.
+        let room = room_after_walk(Some(80_000), 50_000).await;
+        assert!((80_000..84_000).contains(&room), "{room}");
+        // The first poll, without total_count: no guess.
+        assert!(room_after_walk(None, 0).await < 100);
+    }
 
     #[test]
     fn an_excerpt_shows_no_part_of_the_key() {

@@ -85,7 +85,7 @@ async fn joins_status_changes_and_leaves_between_polls() {
         [format!("{} 1", changed("active", "inactive"))]
     );
 
-    // A failed poll in between changes nothing, and is not a miss.
+    // A failed poll in between changes nothing.
     account.answer(ResponseTemplate::new(500));
     let (ok, text) = poller.poll().await;
     assert!(!ok);
@@ -115,6 +115,27 @@ async fn joins_status_changes_and_leaves_between_polls() {
         "{text}"
     );
     assert_eq!(value(&text, &changed("active", "inactive")), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_failed_poll_is_not_a_miss() {
+    let (_mock, account, poller) = polled_account(&[]).await;
+    account.set_users(users(&[("a", "active"), ("x", "active")]));
+    poll_ok(&poller).await;
+    // x missed once; then a failed poll, which must not count as its second miss; then x is
+    // back: it neither left nor joined. Had the failed poll been a miss, x would have left
+    // (and joined on its return).
+    account.set_users(users(&[("a", "active")]));
+    poll_ok(&poller).await;
+    account.answer(ResponseTemplate::new(500));
+    assert!(!poller.poll().await.0);
+    account.set_users(users(&[("a", "active"), ("x", "active")]));
+    let text = poll_ok(&poller).await;
+    assert_eq!(
+        (value(&text, JOINED), value(&text, LEFT)),
+        (Some(0.0), Some(0.0)),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -339,9 +360,15 @@ async fn each_change_is_logged_with_id_and_statuses_only_fifty_a_poll() {
             list.extend((200..260).map(|i| (uuid(i), "invited")));
         }
         let list: Vec<(&str, &str)> = list.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-        json_ok(page(&list, json!(""), None))
+        let mut body = page(&list, json!(""), None);
+        for user in body["data"].as_array_mut().expect("users") {
+            user["first_name"] = json!("Ottoline");
+            user["last_name"] = json!("Quarrington");
+        }
+        json_ok(body)
     })
     .await;
+    // Email domains on, so that emails are decoded: still none of them in the log.
     let app = spawn_exporter(
         &[
             "--base-url",
@@ -350,6 +377,7 @@ async fn each_change_is_logged_with_id_and_statuses_only_fifty_a_poll() {
             "0",
             "--poll-interval",
             "200ms",
+            "--users-by-email-domain",
         ],
         &[("TESTSIGMA_API_KEY", KEY)],
     )
@@ -386,10 +414,12 @@ async fn each_change_is_logged_with_id_and_statuses_only_fifty_a_poll() {
             && change.contains("from=active")
             && change.contains("to=inactive")
     );
-    assert!(
-        !lines.iter().any(|l| l.contains("@example.com")),
-        "no email in the log"
-    );
+    for private in ["@example.com", "Ottoline", "Quarrington"] {
+        assert!(
+            !lines.iter().any(|l| l.contains(private)),
+            "no email or name in the log: {private}"
+        );
+    }
 }
 
 #[tokio::test]
