@@ -18,6 +18,7 @@ mod client_check;
 pub mod config;
 pub mod connection;
 pub mod handshake;
+mod p521;
 pub mod rate;
 pub mod reload;
 mod suites;

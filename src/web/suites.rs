@@ -88,9 +88,11 @@ pub struct Narrowed {
 }
 
 /// Narrows `provider` to the TLS 1.2 suites of `ciphers` (in their order, for
-/// `prefer_server_cipher_suites`) and the groups of `curves` (in theirs); empty lists leave
-/// the provider's defaults. Errs, naming the values, when nothing usable is left: no TLS 1.2
-/// suite while TLS 1.2 is the only version on (`tls12_only`), or no group at all.
+/// `prefer_server_cipher_suites`) and the groups of `curves` (in theirs), with P-521 from
+/// [`super::p521`] when the provider lacks it; empty lists leave the provider's defaults
+/// (P-521 is not among ring's, so not among ours). Errs, naming the values, when nothing
+/// usable is left: no TLS 1.2 suite while TLS 1.2 is the only version on (`tls12_only`), or
+/// no group at all.
 pub fn narrow(
     provider: &mut CryptoProvider,
     ciphers: &[Cipher],
@@ -131,6 +133,7 @@ pub fn narrow(
             match provider
                 .kx_groups
                 .iter()
+                .chain([&super::p521::SECP521R1])
                 .find(|g| u16::from(g.name()) == curve.id)
             {
                 Some(group) => groups.push(*group),
@@ -139,7 +142,7 @@ pub fn narrow(
         }
         if groups.is_empty() {
             return Err(format!(
-                "tls_server_config.curve_preferences: none of {} can be used by the exporter's TLS library; add X25519, CurveP256 or CurveP384",
+                "tls_server_config.curve_preferences: none of {} can be used by the exporter's TLS library; add X25519, CurveP256, CurveP384 or CurveP521",
                 names(curves.iter().map(|c| c.name))
             ));
         }
@@ -225,18 +228,8 @@ mod tests {
             "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
             "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
         ]);
-        let narrowed = narrow(
-            &mut provider,
-            &list,
-            &curves(&["CurveP521", "X25519"]),
-            true,
-        )
-        .unwrap();
-        assert_eq!(
-            narrowed.left_out,
-            ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "CurveP521"]
-        );
-        assert_eq!(provider.kx_groups.len(), 1);
+        let narrowed = narrow(&mut provider, &list, &[], true).unwrap();
+        assert_eq!(narrowed.left_out, ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]);
 
         let cbc = ciphers(&["TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"]);
         let e = narrow(&mut ring(), &cbc, &[], true).unwrap_err();
@@ -246,6 +239,27 @@ mod tests {
         );
         // With TLS 1.3 on, TLS 1.2 clients simply find no suite, as with Go.
         assert!(narrow(&mut ring(), &cbc, &[], false).is_ok());
+    }
+
+    #[test]
+    fn curves_in_the_configured_order_p521_added_only_when_named() {
+        let mut provider = ring();
+        let list = curves(&["CurveP521", "X25519"]);
+        assert_eq!(
+            narrow(&mut provider, &[], &list, false),
+            Ok(Narrowed::default())
+        );
+        let ids: Vec<u16> = provider.kx_groups.iter().map(|g| g.name().into()).collect();
+        assert_eq!(ids, [25, 29]);
+        let mut provider = ring();
+        assert_eq!(
+            narrow(&mut provider, &[], &curves(&["CurveP521"]), true),
+            Ok(Narrowed::default())
+        );
+        assert_eq!(provider.kx_groups.len(), 1);
+        let mut provider = ring();
+        narrow(&mut provider, &[], &[], false).unwrap();
+        assert!(provider.kx_groups.iter().all(|g| u16::from(g.name()) != 25));
     }
 
     #[test]

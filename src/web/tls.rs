@@ -25,7 +25,7 @@ pub fn server_config(tls: &TlsSettings, http2: bool) -> Result<Arc<ServerConfig>
     if !narrowed.left_out.is_empty() {
         warn!(
             left_out = %narrowed.left_out.join(","),
-            "tls_server_config: cipher suites or curves the exporter's TLS library (rustls) does not have are left out; clients that need them cannot connect"
+            "tls_server_config: cipher suites the exporter's TLS library (rustls) does not have are left out; clients that need them cannot connect"
         );
     }
     let provider = Arc::new(provider);

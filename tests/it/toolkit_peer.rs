@@ -7,6 +7,10 @@
 //! one. Cases that differ on purpose are expected to be refused clearly, and say why.
 
 mod cases;
+// The exporter's P-521 group (its module is private), for the client to offer it; its unit
+// tests come along and run here too.
+#[path = "../../src/web/p521.rs"]
+mod p521;
 mod probe;
 
 use std::path::PathBuf;

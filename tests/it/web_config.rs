@@ -376,7 +376,7 @@ async fn bad_files_are_refused_at_start_up() {
         ("tls_server_config: {cert_file: server.crt, key_file: [x\n", "tls_server_config"),
         // As Go's HTTP/2 set-up refuses it; and what rustls' ring provider cannot do at all.
         ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "which HTTP/2 requires"),
-        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  curve_preferences: [CurveP521]\n", "none of CurveP521 can be used"),
+        ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\nhttp_server_config: {http2: false}\n", "none of TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA can be used"),
         ("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n", "min_version TLS10 is not supported"),
         ("web_server_config: {}\n", "unknown field `web_server_config`"),
         ("tls_server_config: {cert_file: missing.crt, key_file: server.key}\n", "missing.crt: cannot read"),

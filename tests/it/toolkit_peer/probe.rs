@@ -132,6 +132,8 @@ fn client_config(spec: &TlsClient) -> Result<rustls::ClientConfig, String> {
             .extend(spec.ciphers.iter().filter_map(|id| rustls_suite(*id)));
     }
     if !spec.curves.is_empty() {
+        // P-521, which ring lacks, from the exporter's own group, as Go's client offers it.
+        provider.kx_groups.push(super::p521::SECP521R1);
         provider
             .kx_groups
             .retain(|g| spec.curves.contains(&u16::from(g.name())));
