@@ -69,13 +69,19 @@ pub struct TestApp {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Starts the exporter with `settings` on `127.0.0.1:0`.
-pub async fn spawn_app(settings: Settings) -> TestApp {
-    init_test_log();
+/// A listener on `127.0.0.1:0` and its address.
+async fn loopback() -> (tokio::net::TcpListener, SocketAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("local address");
+    (listener, addr)
+}
+
+/// Starts the exporter with `settings` on `127.0.0.1:0`.
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    init_test_log();
+    let (listener, addr) = loopback().await;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(testsigma_exporter::run(settings, listener, async move {
         let _ = stopped.await;
@@ -205,10 +211,7 @@ pub async fn poll_once(settings: Settings) -> (bool, String) {
 /// The exporter's router and serve loop alone (no poller, empty metrics) on loopback with
 /// `limits`; dropping the sender stops it.
 pub async fn spawn_server(limits: Limits) -> (SocketAddr, watch::Sender<bool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local address");
+    let (listener, addr) = loopback().await;
     let (stop, stopped) = watch::channel(false);
     let app = server::router(Metrics::new(), "/metrics");
     tokio::spawn(server::serve_with(listener, app, None, stopped, limits));
@@ -221,10 +224,7 @@ pub async fn spawn_protected_server(
     path: &std::path::Path,
 ) -> (SocketAddr, watch::Sender<bool>) {
     init_test_log();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let addr = listener.local_addr().expect("local address");
+    let (listener, addr) = loopback().await;
     let (stop, stopped) = watch::channel(false);
     let app = server::router(Metrics::new(), "/metrics");
     let path = path.to_owned();
